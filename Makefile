@@ -1,0 +1,54 @@
+# The two commands a newcomer runs: `make run` and `make test`. Both bootstrap what they need.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint typecheck contracts unit integration kcat clean help
+
+help:
+	@echo "make run    - start the broker, the services and demo data (Ctrl-C stops all)"
+	@echo "make test   - lint, type-check, contract drift check and the whole test suite"
+	@echo "make contracts - regenerate contracts/schemas and contracts/asyncapi.yaml"
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' \
+		|| { echo "Python 3.11 or newer is needed (set PYTHON=...)"; exit 1; }
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip==25.3
+	$(BIN)/pip install --quiet -e ".[dev]"
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/python -m services.stack
+
+# kcat (Debian's package) is the third-party Kafka client the integration tests read with.
+kcat:
+	@command -v kcat >/dev/null || { \
+		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; \
+		else echo "kcat is missing: the kcat test will be skipped (apt-get install kcat)"; fi; }
+
+lint: $(STAMP)
+	$(BIN)/ruff check services contracts tests
+	$(BIN)/ruff format --check services contracts tests
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+contracts: $(STAMP)
+	$(BIN)/python -m contracts.export
+
+test: $(STAMP) kcat lint typecheck
+	$(BIN)/python -m contracts.export --check
+	$(BIN)/pytest
+
+unit: $(STAMP)
+	$(BIN)/pytest tests/unit
+
+integration: $(STAMP)
+	$(BIN)/pytest tests/integration
+
+clean:
+	rm -rf $(VENV) var .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,42 @@
+"""The inbound ``KPIReading`` that outside systems write to ``kpi.readings``.
+
+It has no envelope: outside systems have no event log, so the reading id is the idempotency key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+
+from pydantic import AwareDatetime, Field, model_validator
+
+from contracts.envelope import ContractModel
+
+
+def derive_reading_id(kpi: str, source: str, observed_at: datetime, value: float) -> str:
+    """The reading id used when a source gives none: the same observation always gets the same id.
+
+    The first 32 hex digits of sha256 over the UTF-8 text ``kpi|source|instant|value`` where
+    ``instant`` is observed_at in UTC as ``YYYY-MM-DDTHH:MM:SS.ffffffZ`` (always six fraction
+    digits) and ``value`` is the shortest text that reads back as the same double, always with a
+    fraction or exponent (``100.0``, ``0.1``, ``1e+22``; Python's ``repr(float)``).
+    """
+    moment = observed_at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    digest = hashlib.sha256(f"{kpi}|{source}|{moment}|{float(value)!r}".encode())
+    return digest.hexdigest()[:32]
+
+
+class KPIReading(ContractModel):
+    kpi: str = Field(min_length=1, max_length=128)
+    value: float
+    observed_at: AwareDatetime
+    source: str = Field(min_length=1, max_length=128)
+    reading_id: str | None = Field(default=None, max_length=128)
+    unit: str | None = Field(default=None, max_length=32)
+
+    @model_validator(mode="after")
+    def _derive_missing_reading_id(self) -> KPIReading:
+        if self.reading_id is None:
+            derived = derive_reading_id(self.kpi, self.source, self.observed_at, self.value)
+            object.__setattr__(self, "reading_id", derived)
+        return self

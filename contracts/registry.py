@@ -1,0 +1,147 @@
+"""Reading integration events: look up the event type, upcast old versions, validate.
+
+A consumer never breaks on an event from an older producer: every older ``schema_version``
+has an upcaster that rewrites the raw message one version up, until the current one.
+A newer version than this code knows is an error (it goes to the DLQ), never a guess.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import ValidationError
+
+from contracts.alignment import (
+    GapDetected,
+    GapResolved,
+    KeyResultScored,
+    ObjectiveScored,
+)
+from contracts.envelope import Envelope
+from contracts.goal import KeyResultCheckedIn, ObjectiveArchived, ObjectiveSet
+from contracts.metrics import KPIDefined, KPIRecorded
+from contracts.periods import parse_period
+
+EVENT_TYPES: dict[str, type[Envelope]] = {
+    model.model_fields["event_type"].default: model
+    for model in (
+        ObjectiveSet,
+        ObjectiveArchived,
+        KeyResultCheckedIn,
+        KPIDefined,
+        KPIRecorded,
+        KeyResultScored,
+        ObjectiveScored,
+        GapDetected,
+        GapResolved,
+    )
+}
+
+RawEvent = dict[str, Any]
+Upcaster = Callable[[RawEvent], RawEvent]
+
+
+class InvalidEvent(ValueError):
+    """A message that is not a valid integration event.
+
+    ``reason`` says why, for people; ``kind`` is a short fixed code (a bounded metric label).
+    """
+
+    def __init__(self, reason: str, kind: str = "invalid_fields") -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.kind = kind
+
+
+def current_version(event_type: str) -> int:
+    default = EVENT_TYPES[event_type].model_fields["schema_version"].default
+    assert isinstance(default, int)
+    return default
+
+
+def _objective_set_v1_to_v2(raw: RawEvent) -> RawEvent:
+    """Version 1 carried only the period label ("2026-Q4"): derive its cadence and dates."""
+    payload = raw.get("payload")
+    if not isinstance(payload, dict):
+        return raw | {"schema_version": 2}  # validation reports the bad payload
+    period = payload.get("period")
+    if isinstance(period, str):
+        try:
+            payload = payload | {"period": parse_period(period).model_dump(mode="json")}
+        except ValueError as error:
+            raise InvalidEvent(f"payload.period: {error}", "invalid_fields") from None
+    return raw | {"payload": payload, "schema_version": 2}
+
+
+#: (event_type, from_version) -> upcaster producing from_version + 1.
+UPCASTERS: dict[tuple[str, int], Upcaster] = {
+    ("ObjectiveSet", 1): _objective_set_v1_to_v2,
+}
+
+
+def upcast(raw: RawEvent) -> RawEvent:
+    """Rewrite a raw event of an older schema version into the current one."""
+    if "event_type" not in raw:
+        raise InvalidEvent("missing event_type", "unknown_event_type")
+    event_type = raw.get("event_type")
+    if not isinstance(event_type, str) or event_type not in EVENT_TYPES:
+        raise InvalidEvent(f"unknown event_type {event_type!r}", "unknown_event_type")
+    version = raw.get("schema_version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise InvalidEvent(
+            f"schema_version must be a positive integer, got {version!r}", "bad_schema_version"
+        )
+    latest = current_version(event_type)
+    if version > latest:
+        raise InvalidEvent(
+            f"{event_type} schema_version {version} is newer than this consumer knows ({latest})",
+            "future_schema_version",
+        )
+    while version < latest:
+        step = UPCASTERS.get((event_type, version))
+        if step is None:
+            raise InvalidEvent(
+                f"no upcaster for {event_type} from schema_version {version}", "no_upcaster"
+            )
+        raw = step(raw)
+        version = raw["schema_version"]
+    return raw
+
+
+def parse_event(message: bytes | str | RawEvent) -> Envelope:
+    """Decode, upcast and validate one integration event; raises ``InvalidEvent``."""
+    if isinstance(message, dict):
+        raw = message
+    else:
+        try:
+            raw = json.loads(message)
+        except (UnicodeDecodeError, json.JSONDecodeError) as error:
+            raise InvalidEvent(f"not JSON: {error}", "not_json") from None
+    if not isinstance(raw, dict):
+        raise InvalidEvent(f"expected a JSON object, got {type(raw).__name__}", "not_json")
+    raw = upcast(raw)
+    model = EVENT_TYPES[raw["event_type"]]
+    try:
+        return model.model_validate(raw)
+    except ValidationError as error:
+        raise InvalidEvent(_describe(error)) from None
+
+
+def _describe(error: ValidationError) -> str:
+    """One line per wrong field: ``payload.period.start: Input should be a valid date``."""
+    return "; ".join(
+        f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: {item['msg']}"
+        for item in error.errors(include_url=False)
+    )
+
+
+__all__ = [
+    "EVENT_TYPES",
+    "UPCASTERS",
+    "InvalidEvent",
+    "current_version",
+    "parse_event",
+    "upcast",
+]

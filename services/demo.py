@@ -1,0 +1,266 @@
+"""Demo OKRs taken from the seed articles' own examples, loaded through the goal service's API.
+
+Loaded once: when the goal service already holds objectives, nothing is added.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+CEO = "dana.ceo"
+
+
+def _kr(title: str, kind: str, **fields: Any) -> dict[str, Any]:
+    return {"title": title, "kind": kind, **fields}
+
+
+def company_objective() -> dict[str, Any]:
+    return {
+        "title": "Become the #1 provider of AI-powered chatbots",
+        "description": "The big, hairy, audacious goal for the year.",
+        "owner": CEO,
+        "org_unit": "company",
+        "level": "company",
+        "period": "2026",
+        "type": "aspirational",
+        "key_results": [
+            _kr(
+                "Achieve $10M in annual recurring revenue from the chatbot platform",
+                "kpi",
+                kpi="annual_recurring_revenue",
+                aggregation="latest",
+                baseline=2_000_000,
+                target=10_000_000,
+                unit="USD",
+            ),
+            _kr(
+                "Onboard 300 new customers",
+                "kpi",
+                kpi="new_customers",
+                aggregation="sum",
+                baseline=0,
+                target=300,
+                unit="customers",
+            ),
+            _kr(
+                "Reach 10k monthly active users",
+                "kpi",
+                kpi="monthly_active_users",
+                aggregation="latest",
+                baseline=1_500,
+                target=10_000,
+                unit="users",
+            ),
+        ],
+    }
+
+
+def aligned_objectives(company_id: str, company_krs: list[str]) -> list[dict[str, Any]]:
+    """Department, team and individual objectives aligned to the company objective."""
+    return [
+        {
+            "title": "Boost market presence by year-end",
+            "owner": "sam.cmo",
+            "org_unit": "marketing",
+            "level": "department",
+            "period": "2026",
+            "parent_id": company_id,
+            "key_results": [
+                _kr("Grow revenue by 40%", "metric", baseline=0, target=40, unit="%"),
+                _kr("Launch 3 new products", "metric", baseline=0, target=3, unit="products"),
+                _kr("Add 2 new markets", "metric", baseline=0, target=2, unit="markets"),
+                _kr(
+                    "Increase social media engagement by 50%",
+                    "metric",
+                    baseline=0,
+                    target=50,
+                    unit="%",
+                ),
+            ],
+        },
+        {
+            "title": "Deepen customer relationships with a direct mail list",
+            "owner": "lee.growth",
+            "org_unit": "marketing/growth",
+            "level": "team",
+            "period": "2026-Q4",
+            "parent_id": company_id,
+            "parent_key_result_id": company_krs[1],
+            "key_results": [
+                _kr(
+                    "Add 500 new subscribers each week",
+                    "kpi",
+                    kpi="weekly_new_subscribers",
+                    aggregation="avg",
+                    baseline=0,
+                    target=500,
+                    unit="subscribers",
+                ),
+                _kr(
+                    "Grow the mailing list to 20,000 names",
+                    "kpi",
+                    kpi="mailing_list_size",
+                    aggregation="latest",
+                    baseline=8_000,
+                    target=20_000,
+                    unit="names",
+                ),
+            ],
+        },
+        {
+            "title": "Improve customer loyalty",
+            "description": "Net promoter score dropped: find out why and win customers back.",
+            "owner": "kim.cs",
+            "org_unit": "customer-success",
+            "level": "department",
+            "period": "2026-Q4",
+            "parent_id": company_id,
+            "contributors": ["hr", "sales"],
+            "key_results": [
+                _kr(
+                    "Reduce churn from 8% to 5%",
+                    "kpi",
+                    kpi="churn_rate",
+                    aggregation="latest",
+                    baseline=8,
+                    target=5,
+                    unit="%",
+                ),
+                _kr(
+                    "Raise net promoter score from 20 to 45",
+                    "kpi",
+                    kpi="net_promoter_score",
+                    aggregation="latest",
+                    baseline=20,
+                    target=45,
+                    unit="points",
+                ),
+                _kr("Interview 30 churned customers", "metric", baseline=0, target=30),
+            ],
+        },
+        {
+            "title": "Implement a CRM tool to improve the Forecast Accuracy KPI",
+            "owner": "ray.salesops",
+            "org_unit": "sales",
+            "level": "team",
+            "period": "2026-Q4",
+            "parent_id": company_id,
+            "key_results": [
+                _kr(
+                    "Investigate, interview and provide the top 3 system solutions",
+                    "milestone",
+                    checklist=["long list", "interviews", "top 3 report"],
+                ),
+                _kr(
+                    "Recruit 3 CRM integration specialist candidates",
+                    "metric",
+                    baseline=0,
+                    target=3,
+                    unit="candidates",
+                ),
+                _kr("Identify and create sales funnel stages", "milestone"),
+            ],
+        },
+        {
+            "title": "Improve new product introductions to achieve the Revenue Growth KPI",
+            "owner": "ada.product",
+            "org_unit": "product",
+            "level": "department",
+            "period": "2026",
+            "parent_id": company_id,
+            "key_results": [
+                _kr(
+                    "Create a customer panel with 10 lead customers",
+                    "metric",
+                    baseline=0,
+                    target=10,
+                    unit="customers",
+                ),
+                _kr(
+                    "Cut the time to create products by 50%",
+                    "metric",
+                    baseline=100,
+                    target=50,
+                    unit="% of today",
+                ),
+                _kr("Create a sales plan to grow new product sales by 60%", "milestone"),
+            ],
+        },
+        {
+            "title": "Reduce the cycle time to onboard new employees",
+            "owner": "pat.hr",
+            "org_unit": "hr",
+            "level": "team",
+            "period": "2026-Q4",
+            "key_results": [
+                _kr(
+                    "Interview 10 recently hired employees about onboarding",
+                    "metric",
+                    baseline=0,
+                    target=10,
+                    unit="interviews",
+                ),
+                _kr(
+                    "Interview 5 department leads about their onboarding process",
+                    "metric",
+                    baseline=0,
+                    target=5,
+                    unit="interviews",
+                ),
+                _kr("Research and report onboarding best practices", "milestone"),
+            ],
+        },
+        {
+            "title": "Grow personal brand in 6 months",
+            "owner": "dana.ceo",
+            "org_unit": "company",
+            "level": "individual",
+            "period": {"start": "2026-07-01", "end": "2026-12-31"},
+            "type": "aspirational",
+            "key_results": [
+                _kr("Increase followers by 60%", "metric", baseline=0, target=60, unit="%"),
+                _kr(
+                    "Post content 4 times per week",
+                    "kpi",
+                    kpi="posts_per_week",
+                    aggregation="avg",
+                    baseline=0,
+                    target=4,
+                    unit="posts",
+                ),
+                _kr("Speak at 2 industry events", "metric", baseline=0, target=2),
+                _kr("Collaborate with 3 key influencers", "metric", baseline=0, target=3),
+            ],
+        },
+    ]
+
+
+def load(goal_url: str, actor: str = "demo") -> int:
+    """Create the demo objectives and a few check-ins; returns how many objectives it added."""
+    headers = {"X-Actor": actor}
+    with httpx.Client(base_url=goal_url, headers=headers, timeout=30) as client:
+        if client.get("/objectives").raise_for_status().json():
+            return 0
+        company = client.post("/objectives", json=company_objective()).raise_for_status().json()
+        company_id = company["objective"]["id"]
+        company_krs = [kr["id"] for kr in company["key_results"]]
+        created = [company]
+        for body in aligned_objectives(company_id, company_krs):
+            created.append(client.post("/objectives", json=body).raise_for_status().json())
+        by_title = {view["objective"]["title"]: view for view in created}
+        presence = by_title["Boost market presence by year-end"]
+        for key_result, value in zip(presence["key_results"], (28, 2, 1, 35), strict=True):
+            client.post(
+                f"/objectives/{presence['objective']['id']}/key-results/{key_result['id']}"
+                "/check-ins",
+                json={"value": value, "confidence": 7, "comment": "monthly review"},
+            ).raise_for_status()
+        crm = by_title["Implement a CRM tool to improve the Forecast Accuracy KPI"]
+        client.post(
+            f"/objectives/{crm['objective']['id']}/key-results/{crm['key_results'][0]['id']}"
+            "/check-ins",
+            json={"checklist_done": ["long list", "interviews"], "confidence": 8},
+        ).raise_for_status()
+        return len(created)

@@ -1,0 +1,43 @@
+"""Run the goal service: ``python -m services.goal`` (settings from the environment)."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from fastapi import FastAPI
+
+from contracts import GOAL_EVENTS
+from services.goal.api import router
+from services.goal.application import GoalApplication
+from services.goal.messaging import integration_event
+from services.shared.http import create_http_app
+from services.shared.runtime import ServiceRuntime
+from services.shared.settings import Settings
+from services.shared.store import store_environment
+
+
+def create_app(settings: Settings) -> FastAPI:
+    application = GoalApplication(env=store_environment(settings))
+    runtime = ServiceRuntime(settings, application, GOAL_EVENTS, integration_event)
+
+    async def catalogue_caught_up() -> dict[str, bool]:
+        return {"catalogue": application.catalogue.position >= application.max_position()}
+
+    return create_http_app(
+        runtime,
+        title="OKR goal service",
+        description="Objectives, key results and check-ins; publishes goal.events.",
+        routers=[router(application)],
+        readiness_checks=[catalogue_caught_up],
+    )
+
+
+def main() -> None:
+    settings = Settings(service="goal")
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s goal %(levelname)s %(message)s")
+    uvicorn.run(create_app(settings), host=settings.http_host, port=settings.port, log_level="info")
+
+
+if __name__ == "__main__":
+    main()

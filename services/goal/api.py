@@ -1,0 +1,170 @@
+"""The goal service's HTTP JSON API: objectives, key results and check-ins."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Header, Query, status
+from pydantic import BaseModel, Field
+
+from contracts import KeyResultDefinition, Level, ObjectiveDefinition, ObjectiveStatus
+from services.goal.application import (
+    CheckInCommand,
+    GoalApplication,
+    ObjectiveCommand,
+)
+from services.goal.domain import Objective
+from services.goal.messaging import published_form
+
+Actor = Annotated[
+    str,
+    Header(
+        alias="X-Actor",
+        min_length=1,
+        max_length=200,
+        description="Who makes the change; recorded on the event.",
+    ),
+]
+CorrelationId = Annotated[str | None, Header(alias="X-Correlation-ID", max_length=200)]
+
+
+class KeyResultView(KeyResultDefinition):
+    """A key result with its latest check-in, if any."""
+
+    check_in: dict[str, Any] | None = None
+
+
+class ObjectiveView(BaseModel):
+    objective: ObjectiveDefinition
+    key_results: list[KeyResultView]
+    version: int = Field(description="Number of changes so far (the aggregate version).")
+    created_at: datetime
+    modified_at: datetime
+    last_actor: str
+    warnings: list[str] = Field(default_factory=list)
+
+
+class ArchiveCommand(BaseModel):
+    reason: str | None = Field(default=None, max_length=2000)
+
+
+class HistoryEntry(BaseModel):
+    version: int
+    event_type: str
+    occurred_at: datetime
+    actor: str
+    correlation_id: str | None
+    payload: dict[str, Any]
+
+
+def view(objective: Objective, warnings: list[str] | None = None) -> ObjectiveView:
+    return ObjectiveView(
+        objective=objective.definition,
+        key_results=[
+            KeyResultView(**kr.model_dump(), check_in=objective.check_ins.get(kr.id))
+            for kr in objective.definition.key_results
+        ],
+        version=objective.version,
+        created_at=objective.created_on,
+        modified_at=objective.modified_on,
+        last_actor=objective.last_actor,
+        warnings=warnings or [],
+    )
+
+
+def router(application: GoalApplication) -> APIRouter:
+    api = APIRouter(prefix="/objectives", tags=["objectives"])
+
+    @api.post("", status_code=status.HTTP_201_CREATED, response_model=ObjectiveView)
+    async def create_objective(
+        command: ObjectiveCommand, actor: Actor = "anonymous", correlation_id: CorrelationId = None
+    ) -> ObjectiveView:
+        """Set a new objective with its key results (an `ObjectiveSet` event)."""
+        objective, warnings = await asyncio.to_thread(
+            application.create_objective, command, actor, correlation_id
+        )
+        return view(objective, warnings)
+
+    @api.get("", response_model=list[ObjectiveDefinition])
+    async def list_objectives(
+        period: Annotated[str | None, Query(description='Label such as "2026-Q4"')] = None,
+        owner: str | None = None,
+        org_unit: str | None = None,
+        level: Level | None = None,
+        status: ObjectiveStatus | None = None,
+    ) -> list[ObjectiveDefinition]:
+        return application.catalogue.select(
+            period=period, owner=owner, org_unit=org_unit, level=level, status=status
+        )
+
+    @api.get("/{objective_id}", response_model=ObjectiveView)
+    async def get_objective(objective_id: UUID) -> ObjectiveView:
+        return view(await asyncio.to_thread(application.get_objective, objective_id))
+
+    @api.put("/{objective_id}", response_model=ObjectiveView)
+    async def redefine_objective(
+        objective_id: UUID,
+        command: ObjectiveCommand,
+        actor: Actor = "anonymous",
+        correlation_id: CorrelationId = None,
+    ) -> ObjectiveView:
+        """Redefine the objective (another `ObjectiveSet`). Key results keep their `id`;
+        those left out are dropped, those without `id` are added."""
+        objective, warnings = await asyncio.to_thread(
+            application.redefine_objective, objective_id, command, actor, correlation_id
+        )
+        return view(objective, warnings)
+
+    @api.post("/{objective_id}/archive", response_model=ObjectiveView)
+    async def archive_objective(
+        objective_id: UUID,
+        command: ArchiveCommand | None = None,
+        actor: Actor = "anonymous",
+        correlation_id: CorrelationId = None,
+    ) -> ObjectiveView:
+        reason = command.reason if command else None
+        objective = await asyncio.to_thread(
+            application.archive_objective, objective_id, reason, actor, correlation_id
+        )
+        return view(objective)
+
+    @api.post(
+        "/{objective_id}/key-results/{key_result_id}/check-ins",
+        status_code=status.HTTP_201_CREATED,
+        response_model=ObjectiveView,
+    )
+    async def check_in(
+        objective_id: UUID,
+        key_result_id: str,
+        command: CheckInCommand,
+        actor: Actor = "anonymous",
+        correlation_id: CorrelationId = None,
+    ) -> ObjectiveView:
+        objective = await asyncio.to_thread(
+            application.check_in, objective_id, key_result_id, command, actor, correlation_id
+        )
+        return view(objective)
+
+    @api.get("/{objective_id}/history", response_model=list[HistoryEntry])
+    async def history(objective_id: UUID) -> list[HistoryEntry]:
+        """Every change of the objective, oldest first, as published on `goal.events`."""
+        events = await asyncio.to_thread(application.history, objective_id)
+        entries = []
+        for domain_event in events:
+            event_class, payload = published_form(domain_event)
+            entries.append(
+                HistoryEntry(
+                    version=domain_event.originator_version,
+                    event_type=event_class.model_fields["event_type"].default,
+                    occurred_at=domain_event.timestamp,
+                    actor=domain_event.actor,
+                    correlation_id=domain_event.correlation_id,
+                    payload=payload.model_dump(mode="json"),
+                )
+            )
+        return entries
+
+    return api

@@ -1,0 +1,348 @@
+"""The goal service's application: commands on objectives, and the catalogue projection that
+answers lists and filters. State is rebuilt from the service's own event log."""
+
+from __future__ import annotations
+
+import threading
+import uuid
+from datetime import date
+from typing import Any, ClassVar
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import IntegrityError
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts import (
+    Aggregation,
+    KeyResultDefinition,
+    KeyResultKind,
+    Level,
+    ObjectiveDefinition,
+    ObjectiveStatus,
+    ObjectiveType,
+    parse_period,
+)
+from services.goal.domain import Objective, check_definition
+from services.shared.errors import Conflict, NotFound, RuleViolation, Violation
+from services.shared.store import ServiceApplication
+
+KPI_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,127}$"
+
+
+class PeriodRange(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    start: date
+    end: date
+
+
+class KeyResultCommand(BaseModel):
+    """A key result as people write it; ``id`` only when redefining an existing one."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    id: str | None = Field(default=None, max_length=64)
+    title: str = Field(min_length=1, max_length=300)
+    kind: KeyResultKind
+    unit: str | None = Field(default=None, max_length=32)
+    baseline: float | None = None
+    target: float | None = None
+    weight: float = Field(default=1.0, ge=0, le=1000)
+    kpi: str | None = Field(default=None, pattern=KPI_KEY_PATTERN)
+    aggregation: Aggregation | None = None
+    checklist: list[str] = Field(default_factory=list, max_length=100)
+
+
+class ObjectiveCommand(BaseModel):
+    """The body of ``POST /objectives`` and ``PUT /objectives/{id}``."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    title: str = Field(min_length=1, max_length=300)
+    description: str = Field(default="", max_length=5000)
+    owner: str | None = Field(
+        default=None, max_length=200, description="Required: one accountable owner."
+    )
+    contributors: list[str] = Field(default_factory=list, max_length=100)
+    org_unit: str = Field(min_length=1, max_length=200)
+    level: Level
+    period: str | PeriodRange = Field(
+        description='"2026", "2026-Q4", "2026-11", or {"start": date, "end": date}'
+    )
+    type: ObjectiveType = ObjectiveType.committed
+    weight: float = Field(default=1.0, ge=0, le=1000)
+    parent_id: UUID | None = None
+    parent_key_result_id: str | None = Field(default=None, max_length=64)
+    key_results: list[KeyResultCommand] = Field(max_length=50)
+
+
+class CheckInCommand(BaseModel):
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    value: float | None = None
+    done: bool | None = None
+    checklist_done: list[str] | None = Field(default=None, max_length=100)
+    confidence: int | None = Field(default=None, ge=0, le=10)
+    comment: str | None = Field(default=None, max_length=2000)
+
+
+class ObjectiveCatalogue:
+    """Current definitions of all objectives, projected from the event log.
+
+    It lives in memory and is rebuilt from the log at start-up: dropping it loses nothing.
+    """
+
+    def __init__(self) -> None:
+        self.position = 0
+        self.definitions: dict[str, ObjectiveDefinition] = {}
+        self._lock = threading.Lock()
+
+    def catch_up(self, application: ServiceApplication, page: int = 1000) -> None:
+        with self._lock:
+            while True:
+                notifications = application.recorder.select_notifications(self.position + 1, page)
+                for notification in notifications:
+                    self._apply(application.mapper.to_domain_event(notification))
+                    self.position = notification.id
+                if len(notifications) < page:
+                    return
+
+    def _apply(self, domain_event: Any) -> None:
+        objective_id = str(domain_event.originator_id)
+        if isinstance(domain_event, Objective.Defined | Objective.Redefined):
+            self.definitions[objective_id] = ObjectiveDefinition.model_validate(
+                domain_event.definition | {"id": objective_id}
+            )
+        elif isinstance(domain_event, Objective.Archived):
+            self.definitions[objective_id] = self.definitions[objective_id].model_copy(
+                update={"status": ObjectiveStatus.archived}
+            )
+
+    def select(
+        self,
+        *,
+        period: str | None = None,
+        owner: str | None = None,
+        org_unit: str | None = None,
+        level: Level | None = None,
+        status: ObjectiveStatus | None = None,
+    ) -> list[ObjectiveDefinition]:
+        with self._lock:
+            found = list(self.definitions.values())
+        return [
+            definition
+            for definition in found
+            if (period is None or definition.period.label == period)
+            and (owner is None or definition.owner == owner)
+            and (org_unit is None or definition.org_unit == org_unit)
+            and (level is None or definition.level == level)
+            and (status is None or definition.status == status)
+        ]
+
+
+class GoalApplication(ServiceApplication):
+    name = "goal"
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Objective: 100}
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        super().__init__(env)
+        self.catalogue = ObjectiveCatalogue()
+        self.catalogue.catch_up(self)
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def create_objective(
+        self, command: ObjectiveCommand, actor: str, correlation_id: str | None = None
+    ) -> tuple[Objective, list[str]]:
+        definition = self._definition(command, objective_id=None, existing=None)
+        warnings = check_definition(definition)
+        objective = Objective(
+            definition.model_dump(mode="json", exclude={"id"}), actor, correlation_id
+        )
+        self._save(objective)
+        return objective, warnings
+
+    def redefine_objective(
+        self,
+        objective_id: UUID,
+        command: ObjectiveCommand,
+        actor: str,
+        correlation_id: str | None = None,
+    ) -> tuple[Objective, list[str]]:
+        objective = self.get_objective(objective_id)
+        definition = self._definition(command, objective_id=objective_id, existing=objective)
+        warnings = check_definition(definition)
+        objective.redefine(definition, actor, correlation_id)
+        self._save(objective)
+        return objective, warnings
+
+    def archive_objective(
+        self,
+        objective_id: UUID,
+        reason: str | None,
+        actor: str,
+        correlation_id: str | None = None,
+    ) -> Objective:
+        objective = self.get_objective(objective_id)
+        objective.archive(reason, actor, correlation_id)
+        self._save(objective)
+        return objective
+
+    def check_in(
+        self,
+        objective_id: UUID,
+        key_result_id: str,
+        command: CheckInCommand,
+        actor: str,
+        correlation_id: str | None = None,
+    ) -> Objective:
+        if not command.model_fields_set:
+            raise RuleViolation.single(
+                ("value",),
+                "empty_check_in",
+                "a check-in needs a value, done, checklist_done, confidence or comment",
+            )
+        objective = self.get_objective(objective_id)
+        objective.check_in(
+            key_result_id,
+            value=command.value,
+            done=command.done,
+            checklist_done=command.checklist_done,
+            confidence=command.confidence,
+            comment=command.comment,
+            actor=actor,
+            correlation_id=correlation_id,
+        )
+        self._save(objective)
+        return objective
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def get_objective(self, objective_id: UUID) -> Objective:
+        try:
+            objective: Any = self.repository.get(objective_id)
+        except AggregateNotFoundError:
+            raise NotFound(f"no objective {objective_id}") from None
+        if not isinstance(objective, Objective):
+            raise NotFound(f"no objective {objective_id}")
+        return objective
+
+    def history(self, objective_id: UUID) -> list[Any]:
+        """The objective's domain events, oldest first."""
+        events = list(self.events.get(objective_id))
+        if not events:
+            raise NotFound(f"no objective {objective_id}")
+        return events
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _save(self, objective: Objective) -> None:
+        try:
+            self.save(objective)
+        except IntegrityError:
+            raise Conflict(
+                f"objective {objective.id} was changed concurrently; read it again and retry"
+            ) from None
+        self.catalogue.catch_up(self)
+
+    def _definition(
+        self,
+        command: ObjectiveCommand,
+        *,
+        objective_id: UUID | None,
+        existing: Objective | None,
+    ) -> ObjectiveDefinition:
+        """Turn a command into a full definition: parse the period, give new key results ids,
+        and check the references the domain cannot check alone (parent, existing KR ids)."""
+        try:
+            period = parse_period(
+                command.period.model_dump(mode="json")
+                if isinstance(command.period, PeriodRange)
+                else command.period
+            )
+        except ValueError as error:
+            raise RuleViolation.single(("period",), "period_invalid", str(error)) from None
+        known_ids = {kr.id for kr in existing.definition.key_results} if existing else set()
+        violations: list[Violation] = []
+        key_results = []
+        for index, key_result in enumerate(command.key_results):
+            if key_result.id is not None and key_result.id not in known_ids:
+                violations.append(
+                    Violation(
+                        ("key_results", index, "id"),
+                        "unknown_key_result",
+                        f"objective has no key result {key_result.id}; omit id to add one",
+                    )
+                )
+            fields = key_result.model_dump(exclude={"id"})
+            if key_result.kind is KeyResultKind.kpi and key_result.aggregation is None:
+                fields["aggregation"] = Aggregation.latest
+            key_results.append(KeyResultDefinition(id=key_result.id or str(uuid.uuid4()), **fields))
+        violations += self._parent_violations(command, objective_id)
+        if violations:
+            raise RuleViolation(violations)
+        return ObjectiveDefinition(
+            id=str(objective_id or uuid.UUID(int=0)),
+            title=command.title,
+            description=command.description,
+            owner=command.owner,
+            contributors=command.contributors,
+            org_unit=command.org_unit,
+            level=command.level,
+            period=period,
+            type=command.type,
+            weight=command.weight,
+            parent_id=str(command.parent_id) if command.parent_id else None,
+            parent_key_result_id=command.parent_key_result_id,
+            key_results=key_results,
+        )
+
+    def _parent_violations(
+        self, command: ObjectiveCommand, objective_id: UUID | None
+    ) -> list[Violation]:
+        if command.parent_id is None:
+            return []
+        try:
+            parent = self.get_objective(command.parent_id)
+        except NotFound:
+            return [
+                Violation(
+                    ("parent_id",),
+                    "parent_not_found",
+                    f"no objective {command.parent_id} to align to",
+                )
+            ]
+        if parent.archived:
+            return [
+                Violation(("parent_id",), "parent_archived", f"objective {parent.id} is archived")
+            ]
+        if command.parent_key_result_id is not None and command.parent_key_result_id not in {
+            kr.id for kr in parent.definition.key_results
+        }:
+            return [
+                Violation(
+                    ("parent_key_result_id",),
+                    "parent_key_result_not_found",
+                    f"objective {parent.id} has no key result {command.parent_key_result_id}",
+                )
+            ]
+        if objective_id is not None and self._is_ancestor(objective_id, parent):
+            return [
+                Violation(
+                    ("parent_id",),
+                    "alignment_cycle",
+                    "an objective cannot align to itself or to its own descendant",
+                )
+            ]
+        return []
+
+    def _is_ancestor(self, objective_id: UUID, start: Objective) -> bool:
+        seen: set[str] = set()
+        current: Objective | None = start
+        while current is not None and str(current.id) not in seen:
+            if current.id == objective_id:
+                return True
+            seen.add(str(current.id))
+            parent_id = current.definition.parent_id
+            current = self.get_objective(UUID(parent_id)) if parent_id else None
+        return False

@@ -1,0 +1,63 @@
+"""What the goal service publishes: each stored domain event becomes one integration event
+on ``goal.events`` (the outbox relay calls ``integration_event`` for every notification)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contracts import (
+    ContractModel,
+    Envelope,
+    KeyResultCheckedIn,
+    KeyResultCheckedInPayload,
+    ObjectiveArchived,
+    ObjectiveArchivedPayload,
+    ObjectiveDefinition,
+    ObjectiveSet,
+    stable_event_id,
+)
+from services.goal.domain import Objective
+
+PRODUCER = "goal"
+
+
+def published_form(domain_event: Any) -> tuple[type[Envelope], ContractModel]:
+    """The integration event class and payload that a stored domain event is published as."""
+    objective_id = str(domain_event.originator_id)
+    if isinstance(domain_event, Objective.Defined | Objective.Redefined):
+        return ObjectiveSet, ObjectiveDefinition.model_validate(
+            domain_event.definition | {"id": objective_id}
+        )
+    if isinstance(domain_event, Objective.KeyResultCheckedIn):
+        return KeyResultCheckedIn, KeyResultCheckedInPayload(
+            objective_id=objective_id,
+            key_result_id=domain_event.key_result_id,
+            value=domain_event.value,
+            done=domain_event.done,
+            checklist_done=domain_event.checklist_done,
+            confidence=domain_event.confidence,
+            comment=domain_event.comment,
+        )
+    if isinstance(domain_event, Objective.Archived):
+        return ObjectiveArchived, ObjectiveArchivedPayload(
+            objective_id=objective_id, reason=domain_event.reason
+        )
+    raise TypeError(f"no integration event for {type(domain_event).__qualname__}")
+
+
+def integration_event(domain_event: Any, position: int) -> Envelope:
+    """The envelope the outbox publishes for the stored event at ``position`` of the log."""
+    event_class, payload = published_form(domain_event)
+    aggregate_id = str(domain_event.originator_id)
+    return event_class.model_validate(
+        {
+            "event_id": stable_event_id(PRODUCER, aggregate_id, domain_event.originator_version),
+            "position": position,
+            "aggregate_id": aggregate_id,
+            "aggregate_version": domain_event.originator_version,
+            "occurred_at": domain_event.timestamp,
+            "actor": domain_event.actor,
+            "correlation_id": domain_event.correlation_id,
+            "payload": payload,
+        }
+    )

@@ -1,0 +1,136 @@
+"""The Kafka side of development and tests: the embedded Kafka-compatible broker from the
+``noida-db`` wheel, and creating the topics the system uses (on any Kafka)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+
+from contracts import ALL_TOPICS, KPI_READINGS, dlq_topic
+
+#: Topic -> partitions. Event topics are keyed by aggregate id, so partitions only bound
+#: the parallelism of consumers; readings get more because they are the volume.
+TOPIC_PARTITIONS = {topic: (6 if topic == KPI_READINGS else 3) for topic in ALL_TOPICS}
+#: Event topics are the system's history: kept forever (Kafka's -1).
+FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
+
+
+def noida_executable() -> str:
+    """The ``noida-db`` script installed next to this interpreter, or the one on PATH."""
+    beside = Path(sys.executable).parent / "noida-db"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("noida-db")
+    if found is None:
+        raise FileNotFoundError("noida-db is not installed: pip install noida-db")
+    return found
+
+
+class EmbeddedBroker:
+    """A ``noida-db`` process serving only Kafka, with its data on disk under ``data_dir``."""
+
+    def __init__(self, data_dir: Path, port: int = 9092, host: str = "127.0.0.1") -> None:
+        self.data_dir = data_dir
+        self.port = port
+        self.host = host
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return f"{self.host}:{self.port}"
+
+    def start(self, timeout: float = 30.0) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        log_file = (self.data_dir / "noida-db.log").open("ab")
+        self.process = subprocess.Popen(
+            [
+                noida_executable(),
+                "start",
+                "--only",
+                "kafka",
+                "--host",
+                self.host,
+                "--kafka-port",
+                str(self.port),
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in a terminal reaches us, we stop it in order
+        )
+        log_file.close()
+        deadline = time.monotonic() + timeout
+        while not asyncio.run(broker_answers(self.bootstrap_servers)):
+            if self.process.poll() is not None:
+                raise RuntimeError(
+                    f"noida-db exited with {self.process.returncode}; "
+                    f"see {self.data_dir / 'noida-db.log'}"
+                )
+            if time.monotonic() > deadline:
+                self.stop()
+                raise TimeoutError(f"the broker on {self.bootstrap_servers} did not come up")
+            time.sleep(0.2)
+
+    def stop(self, timeout: float = 15.0) -> None:
+        if self.process is None or self.process.poll() is not None:
+            return
+        self.process.send_signal(signal.SIGINT)
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would: for fault tests."""
+        if self.process is not None and self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+
+
+async def broker_answers(bootstrap_servers: str, **options: Any) -> bool:
+    """Whether a Kafka broker answers a metadata request."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=bootstrap_servers, request_timeout_ms=2000, **options
+    )
+    try:
+        await admin.start()
+        await admin.list_topics()
+        return True
+    except (TimeoutError, KafkaConnectionError, OSError):
+        return False
+    finally:
+        await admin.close()
+
+
+async def ensure_topics(client_options: dict[str, Any]) -> list[str]:
+    """Create every topic of the system that does not exist yet; returns those created."""
+    admin = AIOKafkaAdminClient(**client_options)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [
+            NewTopic(name, partitions, 1, topic_configs=FOREVER)
+            for topic, partitions in TOPIC_PARTITIONS.items()
+            for name in (topic, dlq_topic(topic))
+            if name not in existing
+        ]
+        if wanted:
+            with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
+                await admin.create_topics(wanted)
+        return [topic.name for topic in wanted]
+    finally:
+        await admin.close()

@@ -1,0 +1,174 @@
+"""Exactly-once effects for consumed integration events.
+
+Kafka delivers at least once (offsets are committed after handling, and rewound on error).
+Exactly-once comes from the store: every applied event leaves a tracking record keyed by its
+producer and the producer's log position, committed in the same transaction as the events it
+caused. A redelivered, rebalanced or republished event finds its tracking record and is skipped.
+
+Malformed messages and events the policy refuses go to the DLQ; the consumer goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, Tracking
+
+from contracts import Envelope, InvalidEvent, parse_event
+from services.shared.dlq import ConsumedRecord, DeadLetters
+from services.shared.store import ServiceApplication
+from services.shared.telemetry import BATCH_SECONDS, LAST_PROCESSED, MESSAGES_APPLIED
+
+log = logging.getLogger(__name__)
+
+#: How often a batch is retried when a concurrent writer got to an aggregate first.
+CONFLICT_RETRIES = 5
+
+
+class UnitOfWork:
+    """The aggregates one batch touches: each loaded once, all committed together."""
+
+    def __init__(self, application: ServiceApplication) -> None:
+        self._application = application
+        self._aggregates: dict[UUID, Aggregate] = {}
+
+    def get(self, aggregate_id: UUID) -> Aggregate | None:
+        if aggregate_id not in self._aggregates:
+            try:
+                self._aggregates[aggregate_id] = self._application.repository.get(aggregate_id)
+            except AggregateNotFoundError:
+                return None
+        return self._aggregates[aggregate_id]
+
+    def add(self, aggregate: Aggregate) -> None:
+        self._aggregates[aggregate.id] = aggregate
+
+    def processing_event(self) -> ProcessingEvent[UUID]:
+        processing: ProcessingEvent[UUID] = ProcessingEvent()
+        processing.collect_events(*self._aggregates.values())
+        return processing
+
+
+class Policy(Protocol):
+    """What a service does with one integration event: change aggregates through ``unit``.
+
+    Raising any exception refuses the event: it goes to the DLQ with the exception as reason.
+    """
+
+    def __call__(self, event: Envelope, unit: UnitOfWork) -> None: ...
+
+
+@dataclass(frozen=True)
+class Refused:
+    record: ConsumedRecord
+    reason: str
+    kind: str
+
+
+class TrackedConsumer:
+    """Applies batches of integration events from one topic to an application, exactly once."""
+
+    def __init__(
+        self,
+        application: ServiceApplication,
+        topic: str,
+        policy: Policy,
+        dead_letters: DeadLetters,
+        retry_delay: Callable[[int], float] = lambda attempt: min(0.2 * 2**attempt, 10.0),
+    ) -> None:
+        self._application = application
+        self._topic = topic
+        self._policy = policy
+        self._dead_letters = dead_letters
+        self._retry_delay = retry_delay
+        self._failures = 0
+
+    async def handle_batch(self, records: Sequence[ConsumedRecord]) -> None:
+        """Handle one polled batch. An exception here makes Kafka redeliver the batch."""
+        try:
+            with BATCH_SECONDS.labels(self._topic).time():
+                await self._handle(records)
+            self._failures = 0
+        except Exception:
+            # Back off before the batch is redelivered, so a store outage is no busy loop.
+            self._failures += 1
+            log.exception("batch from %s failed; it will be redelivered", self._topic)
+            await asyncio.sleep(self._retry_delay(self._failures))
+            raise
+
+    async def _handle(self, records: Sequence[ConsumedRecord]) -> None:
+        parsed: list[tuple[ConsumedRecord, Envelope]] = []
+        refused: list[Refused] = []
+        for record in records:
+            try:
+                parsed.append((record, parse_event(record.value or b"")))
+            except InvalidEvent as error:
+                refused.append(Refused(record, error.reason, error.kind))
+        refused += await asyncio.to_thread(self._apply, parsed)
+        for item in refused:
+            log.warning(
+                "dead-lettering %s@%s: %s", item.record.topic, item.record.offset, item.reason
+            )
+            await self._dead_letters.send(item.record, item.reason, item.kind)
+        MESSAGES_APPLIED.labels(self._topic, "dead_lettered").inc(len(refused))
+
+    def _apply(self, parsed: list[tuple[ConsumedRecord, Envelope]]) -> list[Refused]:
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                return self._apply_once(parsed)
+            except IntegrityError:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise
+                log.info("write conflict while applying a batch from %s; retrying", self._topic)
+        raise AssertionError("unreachable")
+
+    def _fresh(self, parsed: list[tuple[ConsumedRecord, Envelope]]) -> list[tuple[Any, Envelope]]:
+        """The events of the batch not applied before (nor earlier in the same batch)."""
+        by_producer: dict[str, list[int]] = {}
+        for _, event in parsed:
+            by_producer.setdefault(event.producer, []).append(event.position)
+        tracked = {
+            (producer, position)
+            for producer, positions in by_producer.items()
+            for position in self._application.tracking_recorder.select_tracked(producer, positions)
+        }
+        fresh = []
+        for record, event in parsed:
+            key = (event.producer, event.position)
+            if key not in tracked:
+                tracked.add(key)
+                fresh.append((record, event))
+        return fresh
+
+    def _apply_once(self, parsed: list[tuple[ConsumedRecord, Envelope]]) -> list[Refused]:
+        fresh = self._fresh(parsed)
+        refused: dict[int, Refused] = {}
+        while True:
+            unit = UnitOfWork(self._application)
+            failed = None
+            for index, (record, event) in enumerate(fresh):
+                if index in refused:
+                    continue
+                try:
+                    self._policy(event, unit)
+                except Exception as error:
+                    # Partial changes may sit in the unit: start the batch over without it.
+                    refused[index] = Refused(record, f"{type(error).__name__}: {error}", "refused")
+                    failed = index
+                    break
+            if failed is None:
+                break
+        trackings = [Tracking(event.producer, event.position) for _, event in fresh]
+        self._application.record_batch(unit.processing_event(), trackings)
+        MESSAGES_APPLIED.labels(self._topic, "applied").inc(len(fresh) - len(refused))
+        MESSAGES_APPLIED.labels(self._topic, "duplicate").inc(len(parsed) - len(fresh))
+        if fresh:
+            LAST_PROCESSED.labels(self._topic).set(fresh[-1][1].occurred_at.timestamp())
+        return list(refused.values())

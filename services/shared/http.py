@@ -1,0 +1,75 @@
+"""The HTTP side every service shares: ``/healthz``, ``/readyz``, ``/metrics``, the lifespan that
+runs the service's Kafka side, and error answers in one shape."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from services.shared.errors import Conflict, NotFound, RuleViolation
+from services.shared.runtime import ServiceRuntime
+
+#: Extra readiness conditions of a service (for example, its projections caught up).
+ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
+
+
+def create_http_app(
+    runtime: ServiceRuntime,
+    *,
+    title: str,
+    description: str,
+    routers: Sequence[APIRouter],
+    readiness_checks: Sequence[ReadinessCheck] = (),
+) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        # FastStream's FastAPI plugin is deprecated in 0.7: the broker starts here instead.
+        await runtime.start()
+        try:
+            yield
+        finally:
+            await runtime.stop()
+
+    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+
+    @app.get("/healthz", tags=["operations"], summary="The process is alive")
+    async def healthz() -> dict[str, str]:
+        return {"status": "alive", "service": runtime.settings.service}
+
+    @app.get("/readyz", tags=["operations"], summary="Broker and store reachable, caught up")
+    async def readyz() -> JSONResponse:
+        report = await runtime.readiness()
+        for check in readiness_checks:
+            extra = await check()
+            report["checks"].update(extra)
+            report["ready"] = report["ready"] and all(extra.values())
+        return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+    @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    @app.exception_handler(RuleViolation)
+    async def rule_violation(_: Request, error: RuleViolation) -> JSONResponse:
+        # The shape of FastAPI's own validation errors, so clients parse one format.
+        detail: list[dict[str, Any]] = [
+            {"loc": ["body", *v.field], "msg": v.message, "type": v.rule} for v in error.violations
+        ]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(NotFound)
+    async def not_found(_: Request, error: NotFound) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=404)
+
+    @app.exception_handler(Conflict)
+    async def conflict(_: Request, error: Conflict) -> JSONResponse:
+        return JSONResponse({"detail": str(error)}, status_code=409)
+
+    for router in routers:
+        app.include_router(router)
+    return app

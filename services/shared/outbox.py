@@ -1,0 +1,198 @@
+"""The outbox relay: publishes a service's committed events, from its notification log, to
+its Kafka topic, in log order, keyed by aggregate id.
+
+Only stored events are ever published (the relay reads the committed log), and none is lost:
+the relay records how far it got only after the broker acknowledged everything before, so
+after a crash it resumes from there and may publish some events again. Those copies keep
+their ``event_id`` and ``position``; consumers drop them by position.
+
+If the broker lost the topic's data (its tail is behind what the relay recorded), the relay
+republishes from the broker's tail, so Kafka can always be rebuilt from the stores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from eventsourcing.persistence import Tracking
+from faststream.kafka import KafkaBroker
+
+from contracts import Envelope
+from services.shared.store import OUTBOX_TRACKING_PREFIX, ServiceApplication
+from services.shared.telemetry import (
+    OUTBOX_BACKLOG,
+    OUTBOX_ERRORS,
+    OUTBOX_POSITION,
+    OUTBOX_PUBLISHED,
+)
+
+log = logging.getLogger(__name__)
+
+#: Turns one stored domain event (and its log position) into the integration event to publish.
+Translator = Callable[[Any, int], Envelope]
+
+
+async def published_tail_position(client_options: dict[str, Any], topic: str) -> int | None:
+    """The highest producer ``position`` among the last message of each partition of ``topic``,
+    or None when the topic is empty or missing."""
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options)
+    await consumer.start()
+    try:
+        if topic not in await consumer.topics():  # also refreshes the metadata
+            return None
+        partitions = consumer.partitions_for_topic(topic) or set()
+        assignment = [TopicPartition(topic, partition) for partition in sorted(partitions)]
+        if not assignment:
+            return None
+        consumer.assign(assignment)
+        ends = await consumer.end_offsets(assignment)
+        starts = await consumer.beginning_offsets(assignment)
+        tails = [tp for tp in assignment if ends[tp] > starts[tp]]
+        for tp in tails:
+            consumer.seek(tp, ends[tp] - 1)
+        highest: int | None = None
+        remaining = set(tails)
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=5000)
+            if not batches:
+                raise TimeoutError(f"could not read the tail of {topic}")
+            for tp, records in batches.items():
+                for record in records:
+                    position = json.loads(record.value)["position"]
+                    highest = position if highest is None else max(highest, position)
+                remaining.discard(tp)
+        return highest
+    finally:
+        await consumer.stop()
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        application: ServiceApplication,
+        broker: KafkaBroker,
+        topic: str,
+        translate: Translator,
+        client_options: dict[str, Any],
+        batch_size: int = 500,
+        poll_seconds: float = 1.0,
+    ) -> None:
+        self._application = application
+        self._broker = broker
+        self._topic = topic
+        self._translate = translate
+        self._client_options = client_options
+        self._batch_size = batch_size
+        self._poll_seconds = poll_seconds
+        self._tracking_name = OUTBOX_TRACKING_PREFIX + topic
+        self._wake = asyncio.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Every event up to this log position has been acknowledged by the broker.
+        self.position = 0
+        #: The highest position recorded as published in the store.
+        self._recorded = 0
+
+    def wake_up(self) -> None:
+        """Called from any thread after a commit, so publishing starts at once."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._wake.set)
+
+    async def run(self) -> None:
+        """Publish until cancelled; survives broker outages by retrying with back-off."""
+        self._loop = asyncio.get_running_loop()
+        self._application.on_recorded(self.wake_up)
+        delay = 0.1
+        resumed = False
+        while True:
+            try:
+                if not resumed:
+                    self.position = await self._resume_position()
+                    resumed = True
+                published = await self.publish_pending()
+                delay = 0.1
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                OUTBOX_ERRORS.labels(self._topic).inc()
+                log.exception("outbox relay to %s failed; retrying in %.1fs", self._topic, delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
+                continue
+            if published == 0:
+                self._wake.clear()
+                # Another commit may have landed between the read and the clear.
+                if await asyncio.to_thread(self._application.max_position) > self.position:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+
+    async def _resume_position(self) -> int:
+        recorded = await asyncio.to_thread(
+            self._application.tracking_recorder.max_tracking_id, self._tracking_name
+        )
+        recorded = self._recorded = recorded or 0
+        tail = await published_tail_position(self._client_options, self._topic)
+        if tail is not None and tail >= recorded:
+            return recorded
+        resume = min(recorded, tail or 0)
+        if resume < recorded:
+            log.warning(
+                "%s holds events only up to position %s but %s were published: republishing",
+                self._topic,
+                tail,
+                recorded,
+            )
+        return resume
+
+    async def publish_pending(self) -> int:
+        """Publish the next batch of stored events; returns how many were published."""
+        notifications = await asyncio.to_thread(
+            self._application.tracking_recorder.select_notifications,
+            self.position + 1,
+            self._batch_size,
+        )
+        if not notifications:
+            await self._report_backlog()
+            return 0
+        confirmations = []
+        for notification in notifications:
+            envelope = self._translate(
+                self._application.mapper.to_domain_event(notification), notification.id
+            )
+            confirmations.append(
+                await self._broker.publish(
+                    envelope.to_json(),
+                    self._topic,
+                    key=envelope.key(),
+                    headers={
+                        "event_type": envelope.event_type,
+                        "schema_version": str(envelope.schema_version),
+                        "producer": envelope.producer,
+                        "content-type": "application/json",
+                    },
+                    no_confirm=True,
+                )
+            )
+        await asyncio.gather(*confirmations)
+        last = notifications[-1].id
+        if last > self._recorded:  # a republished stretch was recorded before
+            await asyncio.to_thread(
+                self._application.tracking_recorder.insert_tracking,
+                Tracking(self._tracking_name, last),
+            )
+            self._recorded = last
+        self.position = last
+        OUTBOX_PUBLISHED.labels(self._topic).inc(len(notifications))
+        await self._report_backlog()
+        return len(notifications)
+
+    async def _report_backlog(self) -> None:
+        head = await asyncio.to_thread(self._application.max_position)
+        OUTBOX_BACKLOG.labels(self._topic).set(max(head - self.position, 0))
+        OUTBOX_POSITION.labels(self._topic).set(self.position)

@@ -1,0 +1,128 @@
+"""One service process: its store, its Kafka broker connection, its outbox relay and its
+exactly-once consumers, started and stopped together (by the HTTP app's lifespan)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from faststream import AckPolicy
+from faststream.kafka import KafkaBroker
+from faststream.kafka.annotations import KafkaMessage
+from faststream.kafka.prometheus import KafkaPrometheusMiddleware
+from faststream.message import StreamMessage
+from prometheus_client import REGISTRY
+
+from services.shared.consumer import Policy, TrackedConsumer
+from services.shared.dlq import DeadLetters
+from services.shared.outbox import OutboxRelay, Translator
+from services.shared.settings import Settings
+from services.shared.store import ServiceApplication
+
+log = logging.getLogger(__name__)
+
+
+async def _raw_body(message: StreamMessage[Any], *_: Any) -> Any:
+    """Hand the handler the bytes as they came: decoding and validation are ours, so that a
+    malformed message reaches the DLQ instead of failing inside FastStream."""
+    return message.body
+
+
+class ServiceRuntime:
+    def __init__(
+        self,
+        settings: Settings,
+        application: ServiceApplication,
+        topic: str,
+        translate: Translator,
+    ) -> None:
+        self.settings = settings
+        self.application = application
+        self.topic = topic
+        self.broker = KafkaBroker(
+            settings.kafka_bootstrap_servers,
+            client_id=f"okr-{settings.service}",
+            enable_idempotence=True,  # no duplicates or reordering from producer retries
+            acks="all",
+            security=settings.kafka_security(),
+            middlewares=[
+                KafkaPrometheusMiddleware(
+                    registry=REGISTRY,
+                    app_name=f"okr-{settings.service}",
+                    metrics_prefix="okr_faststream",
+                )
+            ],
+            logger=log,
+        )
+        self.relay = OutboxRelay(
+            application,
+            self.broker,
+            topic,
+            translate,
+            settings.kafka_client_options(),
+            batch_size=settings.outbox_batch_size,
+            poll_seconds=settings.outbox_poll_seconds,
+        )
+        self.dead_letters = DeadLetters(self.broker, settings.consumer_group)
+        self._tasks: list[asyncio.Task[None]] = []
+
+    def consume(self, topic: str, policy: Policy) -> TrackedConsumer:
+        """Subscribe ``policy`` to ``topic`` with exactly-once effects; call before ``start``.
+
+        Offsets are committed only after a batch is stored (``NACK_ON_ERROR`` rewinds on
+        failure): at-least-once delivery, made exactly-once by the tracking records.
+        """
+        consumer = TrackedConsumer(self.application, topic, policy, self.dead_letters)
+
+        @self.broker.subscriber(
+            topic,
+            group_id=self.settings.consumer_group,
+            batch=True,
+            max_records=self.settings.consumer_max_records,
+            auto_offset_reset="earliest",
+            ack_policy=AckPolicy.NACK_ON_ERROR,
+            decoder=_raw_body,
+        )
+        async def handle(body: Any, message: KafkaMessage) -> None:
+            await consumer.handle_batch(message.raw_message)
+
+        return consumer
+
+    async def start(self) -> None:
+        await self.broker.start()
+        self._tasks.append(asyncio.create_task(self.relay.run(), name=f"outbox-{self.topic}"))
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+        await self.broker.stop()
+        self.application.close()
+
+    async def readiness(self) -> dict[str, Any]:
+        """What ``/readyz`` reports: the broker answers, the store answers, how far behind
+        the outbox is. Ready means the first two hold and every task is running."""
+        broker_ok = await self.broker.ping(timeout=2.0)
+        try:
+            head = await asyncio.to_thread(self.application.max_position)
+            store_ok = True
+        except Exception as error:
+            log.warning("store check failed: %s", error)
+            head, store_ok = 0, False
+        tasks_ok = all(not task.done() for task in self._tasks) and bool(self._tasks)
+        return {
+            "ready": broker_ok and store_ok and tasks_ok,
+            "checks": {
+                "broker": broker_ok,
+                "store": store_ok,
+                "tasks": tasks_ok,
+            },
+            "log_position": head,
+            "outbox_position": self.relay.position,
+            "outbox_backlog": max(head - self.relay.position, 0),
+        }

@@ -1,0 +1,96 @@
+"""Settings of a service process, read from environment variables (see README, Configuration)."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any, Literal
+
+from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEFAULT_PORTS = {"goal": 8001, "metrics": 8002, "alignment": 8003}
+
+
+class Settings(BaseSettings):
+    """Everything a service needs to know about where it runs.
+
+    Unprefixed names are the conventional ones (``KAFKA_BOOTSTRAP_SERVERS``); the rest
+    carry the ``OKR_`` prefix.
+    """
+
+    model_config = SettingsConfigDict(env_prefix="OKR_", extra="ignore")
+
+    service: Literal["goal", "metrics", "alignment"] = "goal"
+    kafka_bootstrap_servers: str = Field(
+        default="127.0.0.1:9092", validation_alias="KAFKA_BOOTSTRAP_SERVERS"
+    )
+    #: Passed to every Kafka client: PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL.
+    kafka_security_protocol: str = "PLAINTEXT"
+    kafka_sasl_mechanism: str | None = None
+    kafka_sasl_username: str | None = None
+    kafka_sasl_password: str | None = None
+    kafka_ssl_cafile: Path | None = None
+
+    data_dir: Path = Path("var/data")
+    persistence: Literal["sqlite", "postgres"] = "sqlite"
+    postgres_host: str = "127.0.0.1"
+    postgres_port: int = 5432
+    postgres_user: str = "postgres"
+    postgres_password: str = ""
+    #: Database name; each service gets its own schema inside it.
+    postgres_dbname: str = "okr"
+
+    http_host: str = "127.0.0.1"
+    #: 0 means the service's default port (goal 8001, metrics 8002, alignment 8003).
+    http_port: int = 0
+
+    outbox_batch_size: int = Field(default=500, ge=1)
+    outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    consumer_max_records: int = Field(default=500, ge=1)
+
+    @property
+    def port(self) -> int:
+        return self.http_port or DEFAULT_PORTS[self.service]
+
+    @property
+    def consumer_group(self) -> str:
+        return f"okr-{self.service}"
+
+    def kafka_client_options(self) -> dict[str, Any]:
+        """Connection options for plain aiokafka clients (admin, tail readers)."""
+        options: dict[str, Any] = {
+            "bootstrap_servers": self.kafka_bootstrap_servers,
+            "security_protocol": self.kafka_security_protocol,
+        }
+        if self.kafka_security_protocol in ("SSL", "SASL_SSL"):
+            options["ssl_context"] = self.kafka_ssl_context()
+        if self.kafka_sasl_mechanism:
+            options |= {
+                "sasl_mechanism": self.kafka_sasl_mechanism,
+                "sasl_plain_username": self.kafka_sasl_username,
+                "sasl_plain_password": self.kafka_sasl_password,
+            }
+        return options
+
+    def kafka_ssl_context(self) -> ssl.SSLContext:
+        return ssl.create_default_context(
+            cafile=str(self.kafka_ssl_cafile) if self.kafka_ssl_cafile else None
+        )
+
+    def kafka_security(self) -> BaseSecurity | None:
+        """The same settings in FastStream's terms, for the service's broker."""
+        use_ssl = self.kafka_security_protocol in ("SSL", "SASL_SSL")
+        context = self.kafka_ssl_context() if use_ssl else None
+        mechanism = (self.kafka_sasl_mechanism or "").upper()
+        username, password = self.kafka_sasl_username or "", self.kafka_sasl_password or ""
+        if mechanism == "PLAIN":
+            return SASLPlaintext(username, password, ssl_context=context)
+        if mechanism == "SCRAM-SHA-256":
+            return SASLScram256(username, password, ssl_context=context)
+        if mechanism == "SCRAM-SHA-512":
+            return SASLScram512(username, password, ssl_context=context)
+        if mechanism:
+            raise ValueError(f"unsupported OKR_KAFKA_SASL_MECHANISM {mechanism!r}")
+        return BaseSecurity(ssl_context=context) if context else None

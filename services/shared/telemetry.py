@@ -1,0 +1,46 @@
+"""Prometheus metrics of the service plumbing, shared by the three services.
+
+One process runs one service, so the default registry holds one service's metrics and the
+``job`` label that Prometheus adds tells them apart. All names carry the ``okr_`` prefix.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_APPENDED = Counter(
+    "okr_events_appended_total", "Events appended to this service's event store.", ["event_type"]
+)
+OUTBOX_PUBLISHED = Counter(
+    "okr_outbox_published_total", "Events the outbox relay published to Kafka.", ["topic"]
+)
+OUTBOX_BACKLOG = Gauge(
+    "okr_outbox_backlog_events", "Events stored but not yet published.", ["topic"]
+)
+OUTBOX_POSITION = Gauge(
+    "okr_outbox_position", "Log position up to which every event is published.", ["topic"]
+)
+OUTBOX_ERRORS = Counter(
+    "okr_outbox_errors_total", "Failed attempts of the outbox relay to publish.", ["topic"]
+)
+MESSAGES_APPLIED = Counter(
+    "okr_consumer_messages_total",
+    "Consumed messages by outcome: applied, duplicate (already tracked) or dead_lettered.",
+    ["topic", "outcome"],
+)
+BATCH_SECONDS = Histogram(
+    "okr_consumer_batch_duration_seconds",
+    "Time to apply one consumed batch, store commit included.",
+    ["topic"],
+    buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+LAST_PROCESSED = Gauge(
+    "okr_consumer_last_event_timestamp_seconds",
+    "occurred_at of the last event applied from a topic, as a Unix time.",
+    ["topic"],
+)
+DLQ_MESSAGES = Counter(
+    "okr_dlq_messages_total",
+    "Messages sent to a dead-letter topic, by reason.",
+    ["topic", "reason"],
+)
