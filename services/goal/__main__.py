@@ -19,7 +19,7 @@ from services.shared.store import store_environment
 
 def create_app(settings: Settings) -> FastAPI:
     application = GoalApplication(env=store_environment(settings))
-    runtime = ServiceRuntime(settings, application, GOAL_EVENTS, integration_event)
+    runtime = ServiceRuntime(settings, application, (GOAL_EVENTS, integration_event))
 
     async def catalogue_caught_up() -> dict[str, bool]:
         return {"catalogue": application.catalogue.position >= application.max_position()}

@@ -143,6 +143,7 @@ class ObjectiveCatalogue:
 class GoalApplication(ServiceApplication):
     name = "goal"
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Objective: 100}
+    stored_models = (ObjectiveDefinition,)
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
@@ -196,7 +197,7 @@ class GoalApplication(ServiceApplication):
         actor: str,
         correlation_id: str | None = None,
     ) -> Objective:
-        if not command.model_fields_set:
+        if all(value is None for value in command.model_dump().values()):
             raise RuleViolation.single(
                 ("value",),
                 "empty_check_in",
@@ -265,7 +266,18 @@ class GoalApplication(ServiceApplication):
         known_ids = {kr.id for kr in existing.definition.key_results} if existing else set()
         violations: list[Violation] = []
         key_results = []
+        given_ids: set[str] = set()
         for index, key_result in enumerate(command.key_results):
+            if key_result.id is not None and key_result.id in given_ids:
+                violations.append(
+                    Violation(
+                        ("key_results", index, "id"),
+                        "duplicate_key_result_id",
+                        f"key result {key_result.id} appears twice",
+                    )
+                )
+            if key_result.id is not None:
+                given_ids.add(key_result.id)
             if key_result.id is not None and key_result.id not in known_ids:
                 violations.append(
                     Violation(

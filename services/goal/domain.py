@@ -148,6 +148,20 @@ class Objective(Aggregate):
         actor: str
         correlation_id: str | None
 
+        def apply(self, aggregate: Any) -> None:
+            # Applied here rather than in a decorated method: the check-in's time is this
+            # event's timestamp, which a decorated method body cannot see.
+            aggregate.check_ins[self.key_result_id] = {
+                "value": self.value,
+                "done": self.done,
+                "checklist_done": self.checklist_done,
+                "confidence": self.confidence,
+                "comment": self.comment,
+                "actor": self.actor,
+                "at": self.timestamp.isoformat(),
+            }
+            aggregate.last_actor = self.actor
+
     class Archived(Aggregate.Event):
         reason: str | None
         actor: str
@@ -212,32 +226,17 @@ class Objective(Aggregate):
         problems = check_in_violations(key_result, value, done, checklist_done)
         if problems:
             raise RuleViolation([Violation((f,), rule, msg) for f, rule, msg in problems])
-        self._checked_in(
-            key_result_id, value, done, checklist_done, confidence, comment, actor, correlation_id
+        self.trigger_event(
+            self.KeyResultCheckedIn,
+            key_result_id=key_result_id,
+            value=value,
+            done=done,
+            checklist_done=checklist_done,
+            confidence=confidence,
+            comment=comment,
+            actor=actor,
+            correlation_id=correlation_id,
         )
-
-    @event(KeyResultCheckedIn)
-    def _checked_in(
-        self,
-        key_result_id: str,
-        value: float | None,
-        done: bool | None,
-        checklist_done: list[str] | None,
-        confidence: int | None,
-        comment: str | None,
-        actor: str,
-        correlation_id: str | None,
-    ) -> None:
-        self.check_ins[key_result_id] = {
-            "value": value,
-            "done": done,
-            "checklist_done": checklist_done,
-            "confidence": confidence,
-            "comment": comment,
-            "actor": actor,
-            "at": self.modified_on.isoformat(),
-        }
-        self.last_actor = actor
 
     def archive(self, reason: str | None, actor: str, correlation_id: str | None = None) -> None:
         self._require_active()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import os
 import shutil
 import signal
@@ -102,7 +103,10 @@ class EmbeddedBroker:
 
 
 async def broker_answers(bootstrap_servers: str, **options: Any) -> bool:
-    """Whether a Kafka broker answers a metadata request."""
+    """Whether a Kafka broker answers a metadata request (quietly: no answer is an answer)."""
+    quiet = logging.getLogger("aiokafka")
+    level = quiet.level
+    quiet.setLevel(logging.CRITICAL)
     admin = AIOKafkaAdminClient(
         bootstrap_servers=bootstrap_servers, request_timeout_ms=2000, **options
     )
@@ -114,6 +118,7 @@ async def broker_answers(bootstrap_servers: str, **options: Any) -> bool:
         return False
     finally:
         await admin.close()
+        quiet.setLevel(level)
 
 
 async def ensure_topics(client_options: dict[str, Any]) -> list[str]:

@@ -170,6 +170,7 @@ class OutboxRelay:
                     envelope.to_json(),
                     self._topic,
                     key=envelope.key(),
+                    correlation_id=envelope.correlation_id or str(envelope.event_id),
                     headers={
                         "event_type": envelope.event_type,
                         "schema_version": str(envelope.schema_version),

@@ -35,12 +35,12 @@ class ServiceRuntime:
         self,
         settings: Settings,
         application: ServiceApplication,
-        topic: str,
-        translate: Translator,
+        publishes: tuple[str, Translator] | None,
     ) -> None:
+        """``publishes`` is the topic the outbox relay feeds and how each stored event becomes
+        an integration event; None for a process that only consumes."""
         self.settings = settings
         self.application = application
-        self.topic = topic
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             client_id=f"okr-{settings.service}",
@@ -56,15 +56,18 @@ class ServiceRuntime:
             ],
             logger=log,
         )
-        self.relay = OutboxRelay(
-            application,
-            self.broker,
-            topic,
-            translate,
-            settings.kafka_client_options(),
-            batch_size=settings.outbox_batch_size,
-            poll_seconds=settings.outbox_poll_seconds,
-        )
+        self.relay = None
+        if publishes is not None:
+            topic, translate = publishes
+            self.relay = OutboxRelay(
+                application,
+                self.broker,
+                topic,
+                translate,
+                settings.kafka_client_options(),
+                batch_size=settings.outbox_batch_size,
+                poll_seconds=settings.outbox_poll_seconds,
+            )
         self.dead_letters = DeadLetters(self.broker, settings.consumer_group)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -92,7 +95,8 @@ class ServiceRuntime:
 
     async def start(self) -> None:
         await self.broker.start()
-        self._tasks.append(asyncio.create_task(self.relay.run(), name=f"outbox-{self.topic}"))
+        if self.relay is not None:
+            self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox"))
 
     async def stop(self) -> None:
         for task in self._tasks:
@@ -114,7 +118,8 @@ class ServiceRuntime:
         except Exception as error:
             log.warning("store check failed: %s", error)
             head, store_ok = 0, False
-        tasks_ok = all(not task.done() for task in self._tasks) and bool(self._tasks)
+        tasks_ok = all(not task.done() for task in self._tasks)
+        published = self.relay.position if self.relay else head
         return {
             "ready": broker_ok and store_ok and tasks_ok,
             "checks": {
@@ -123,6 +128,6 @@ class ServiceRuntime:
                 "tasks": tasks_ok,
             },
             "log_position": head,
-            "outbox_position": self.relay.position,
-            "outbox_backlog": max(head - self.relay.position, 0),
+            "outbox_position": published,
+            "outbox_backlog": max(head - published, 0),
         }

@@ -49,6 +49,8 @@ class Settings(BaseSettings):
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     consumer_max_records: int = Field(default=500, ge=1)
+    #: Kafka consumer group; empty means ``okr-<service>``. Instances of one service share it.
+    kafka_consumer_group: str = ""
 
     @property
     def port(self) -> int:
@@ -56,7 +58,7 @@ class Settings(BaseSettings):
 
     @property
     def consumer_group(self) -> str:
-        return f"okr-{self.service}"
+        return self.kafka_consumer_group or f"okr-{self.service}"
 
     def kafka_client_options(self) -> dict[str, Any]:
         """Connection options for plain aiokafka clients (admin, tail readers)."""

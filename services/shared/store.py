@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
-from eventsourcing.persistence import Recording, Tracking
+from eventsourcing.persistence import JSONTranscoder, Recording, Tracking, Transcoding
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
+from pydantic import BaseModel
 
 from services.shared.settings import Settings
 
@@ -49,6 +50,20 @@ class BatchTrackingSQLiteRecorder(SQLiteProcessRecorder):
             return {row[0] for row in c.fetchall()}
 
 
+class PydanticTranscoding(Transcoding):
+    """Stores a pydantic model inside events and snapshots as its JSON form."""
+
+    def __init__(self, model: type[BaseModel]) -> None:
+        self.type = self._model = model
+        self.name = f"{model.__module__}.{model.__qualname__}"
+
+    def encode(self, obj: BaseModel) -> dict[str, Any]:
+        return obj.model_dump(mode="json")
+
+    def decode(self, data: dict[str, Any]) -> BaseModel:
+        return self._model.model_validate(data)
+
+
 def _topic(cls: type) -> str:
     return f"{cls.__module__}:{cls.__qualname__}"
 
@@ -75,10 +90,18 @@ class ServiceApplication(Application[UUID]):
     tracking records in one transaction.
     """
 
+    #: Pydantic models that aggregates keep in their state (snapshots store them).
+    stored_models: ClassVar[tuple[type[BaseModel], ...]] = ()
+
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
         self._listeners: list[Callable[[], None]] = []
         self._listeners_lock = threading.Lock()
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        for model in self.stored_models:
+            transcoder.register(PydanticTranscoding(model))
 
     def construct_recorder(self) -> Any:
         return self.factory.process_recorder()
