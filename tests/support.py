@@ -10,13 +10,14 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -29,15 +30,15 @@ def free_port() -> int:
         return port
 
 
-def wait_for(condition: Callable[[], T], timeout: float = 30.0, what: str = "condition") -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+def wait_for(condition: Callable[[], T], within: float = 30.0, what: str = "condition") -> T:
+    """Poll ``condition`` until it returns something truthy; fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
     while True:
         result = condition()
         if result:
             return result
         if time.monotonic() > deadline:
-            raise TimeoutError(f"timed out after {timeout:.0f}s waiting for {what}")
+            raise TimeoutError(f"timed out after {within:.0f}s waiting for {what}")
         time.sleep(0.05)
 
 
@@ -131,3 +132,37 @@ async def _read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, 
 def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of ``topic`` up to its current end, partition by partition, in order."""
     return asyncio.run(_read_topic(bootstrap, topic))
+
+
+async def wait_until(
+    condition: Callable[[], Awaitable[T]], within: float = 30.0, what: str = "condition"
+) -> T:
+    """``wait_for`` for coroutines: poll until truthy, fail after ``within`` seconds."""
+    deadline = time.monotonic() + within
+    while True:
+        result = await condition()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"timed out after {within:.0f}s waiting for {what}")
+        await asyncio.sleep(0.05)
+
+
+async def group_caught_up(bootstrap: str, group: str, topic: str) -> bool:
+    """Whether consumer ``group`` has committed offsets up to the end of every partition."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await admin.start()
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        ends = await consumer.end_offsets(partitions)
+        committed = await admin.list_consumer_group_offsets(group)
+        return all(
+            ends[tp] == 0 or (tp in committed and committed[tp].offset >= ends[tp])
+            for tp in partitions
+        )
+    finally:
+        await consumer.stop()
+        await admin.close()

@@ -24,7 +24,7 @@ from services.shared.store import ServiceApplication
 log = logging.getLogger(__name__)
 
 
-async def _raw_body(message: StreamMessage[Any], *_: Any) -> Any:
+async def _raw_body(message: StreamMessage[Any]) -> Any:
     """Hand the handler the bytes as they came: decoding and validation are ours, so that a
     malformed message reaches the DLQ instead of failing inside FastStream."""
     return message.body

@@ -1,0 +1,51 @@
+"""The outbox republishes from the store when the broker lost its data."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from pathlib import Path
+
+import httpx
+import pytest
+
+from contracts import GOAL_EVENTS
+from services.shared.broker import EmbeddedBroker, ensure_topics
+from tests.integration.test_goal_service import objective_body
+from tests.support import ServiceProcess, free_port, read_topic, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def positions(broker: EmbeddedBroker) -> list[int]:
+    return sorted(
+        json.loads(r.value)["position"] for r in read_topic(broker.bootstrap_servers, GOAL_EVENTS)
+    )
+
+
+def test_events_are_republished_after_the_broker_lost_its_data(tmp_path: Path) -> None:
+    broker = EmbeddedBroker(tmp_path / "kafka", port=free_port())
+    broker.start()
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    goal = ServiceProcess("goal", data_dir, broker.bootstrap_servers)
+    try:
+        asyncio.run(ensure_topics({"bootstrap_servers": broker.bootstrap_servers}))
+        goal.start()
+        for n in range(3):
+            httpx.post(f"{goal.url}/objectives", json=objective_body(f"O{n}")).raise_for_status()
+        wait_for(lambda: positions(broker) == [1, 2, 3], what="3 events on the topic")
+        goal.stop()
+
+        broker.stop()
+        shutil.rmtree(broker.data_dir)
+        broker.start()
+        asyncio.run(ensure_topics({"bootstrap_servers": broker.bootstrap_servers}))
+        assert positions(broker) == []
+
+        goal.start()
+        wait_for(lambda: positions(broker) == [1, 2, 3], what="the events republished")
+    finally:
+        goal.stop()
+        broker.stop()
