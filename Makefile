@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck contracts unit integration kcat clean help
+.PHONY: run test lint typecheck contracts unit integration tools clean help
 
 help:
 	@echo "make run    - start the broker, the services and demo data (Ctrl-C stops all)"
@@ -23,12 +23,17 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m services.stack
 
-# kcat (Debian's package) is the third-party Kafka client the integration tests read with.
-kcat:
-	@command -v kcat >/dev/null || { \
+# Debian tools the tests use: kcat (a third-party Kafka client that reads our topics) and
+# docker-compose 1.29 (validates docker-compose.yml; no Docker engine runs here).
+DEBIAN_TOOLS := kcat docker-compose
+tools:
+	@missing=""; for tool in $(DEBIAN_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; \
-		else echo "kcat is missing: the kcat test will be skipped (apt-get install kcat)"; fi; }
+			echo "installing$$missing (Debian packages) ..."; \
+			apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		else echo "missing$$missing: the tests that need them will be skipped (apt-get install$$missing)"; fi; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check services contracts tests
@@ -40,7 +45,7 @@ typecheck: $(STAMP)
 contracts: $(STAMP)
 	$(BIN)/python -m contracts.export
 
-test: $(STAMP) kcat lint typecheck
+test: $(STAMP) tools lint typecheck
 	$(BIN)/python -m contracts.export --check
 	$(BIN)/pytest
 

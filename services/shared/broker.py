@@ -139,3 +139,16 @@ async def ensure_topics(client_options: dict[str, Any]) -> list[str]:
         return [topic.name for topic in wanted]
     finally:
         await admin.close()
+
+
+def main() -> None:
+    """``python -m services.shared.broker``: create the topics on ``KAFKA_BOOTSTRAP_SERVERS``
+    (the topic-creation step of docker-compose uses it, so topics are defined once, here)."""
+    from services.shared.settings import Settings
+
+    created = asyncio.run(ensure_topics(Settings().kafka_client_options()))
+    print(f"created: {', '.join(created) or 'none, all exist'}")
+
+
+if __name__ == "__main__":
+    main()
