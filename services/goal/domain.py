@@ -212,12 +212,12 @@ class Objective(Aggregate):
         self,
         key_result_id: str,
         *,
-        value: float | None,
-        done: bool | None,
-        checklist_done: list[str] | None,
-        confidence: int | None,
-        comment: str | None,
         actor: str,
+        value: float | None = None,
+        done: bool | None = None,
+        checklist_done: list[str] | None = None,
+        confidence: int | None = None,
+        comment: str | None = None,
         correlation_id: str | None = None,
     ) -> None:
         """Record progress on a key result, after checking it fits the key result's kind."""

@@ -420,10 +420,6 @@ def test_the_hundredth_event_of_an_objective_is_saved_with_a_snapshot(
         objective.check_in(
             arr.id,
             value=float(value),
-            done=None,
-            checklist_done=None,
-            confidence=None,
-            comment=None,
             actor="cfo",
         )
     app.save(objective)

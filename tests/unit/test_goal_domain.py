@@ -328,8 +328,6 @@ def test_metric_check_in_is_recorded_with_its_actor() -> None:
     objective.check_in(
         arr.id,
         value=4_500_000,
-        done=None,
-        checklist_done=None,
         confidence=7,
         comment="two enterprise deals",
         actor="sales-lead",
@@ -347,10 +345,6 @@ def test_value_check_in_on_kpi_key_result_is_refused() -> None:
         objective.check_in(
             customers.id,
             value=120,
-            done=None,
-            checklist_done=None,
-            confidence=None,
-            comment=None,
             actor="sales-lead",
         )
     assert rules(error) == [(("value",), "value_only_for_metric")]
@@ -365,11 +359,7 @@ def test_done_check_in_on_metric_key_result_is_refused() -> None:
     with pytest.raises(RuleViolation) as error:
         objective.check_in(
             revenue.id,
-            value=None,
             done=True,
-            checklist_done=None,
-            confidence=None,
-            comment=None,
             actor="cfo",
         )
     assert rules(error) == [(("done",), "done_only_for_milestone")]
@@ -382,11 +372,7 @@ def test_unknown_checklist_item_is_refused() -> None:
     with pytest.raises(RuleViolation) as error:
         objective.check_in(
             products.id,
-            value=None,
-            done=None,
             checklist_done=["Chatbot Pro", "Hologram"],
-            confidence=None,
-            comment=None,
             actor="cpo",
         )
     assert rules(error) == [(("checklist_done",), "unknown_checklist_item")]
@@ -399,11 +385,7 @@ def test_known_checklist_items_are_recorded() -> None:
     products = objective.definition.key_results[1]
     objective.check_in(
         products.id,
-        value=None,
-        done=None,
         checklist_done=["Chatbot Pro", "Analytics"],
-        confidence=None,
-        comment=None,
         actor="cpo",
     )
     assert objective.check_ins[products.id]["checklist_done"] == ["Chatbot Pro", "Analytics"]
@@ -423,10 +405,6 @@ def test_check_in_on_archived_objective_is_a_conflict() -> None:
         objective.check_in(
             objective.definition.key_results[0].id,
             value=3e6,
-            done=None,
-            checklist_done=None,
-            confidence=None,
-            comment=None,
             actor="sales-lead",
         )
     assert objective.check_ins == {}
@@ -446,10 +424,6 @@ def test_check_in_on_unknown_key_result_is_not_found() -> None:
         objective.check_in(
             "no-such-kr",
             value=1,
-            done=None,
-            checklist_done=None,
-            confidence=None,
-            comment=None,
             actor="sales-lead",
         )
     assert objective.check_ins == {}
@@ -461,10 +435,6 @@ def test_check_in_records_the_time_of_the_check_in() -> None:
     objective.check_in(
         arr.id,
         value=3e6,
-        done=None,
-        checklist_done=None,
-        confidence=None,
-        comment=None,
         actor="sales-lead",
     )
     defined, checked_in = objective.collect_events()
@@ -482,19 +452,11 @@ def test_redefinition_drops_check_ins_of_removed_key_results() -> None:
         objective.check_in(
             key_result.id,
             value=value,
-            done=None,
-            checklist_done=None,
-            confidence=None,
-            comment=None,
             actor="cmo",
         )
     objective.check_in(
         products.id,
-        value=None,
         done=True,
-        checklist_done=None,
-        confidence=None,
-        comment=None,
         actor="cpo",
     )
     assert set(objective.check_ins) == {revenue.id, markets.id, products.id}
@@ -523,10 +485,7 @@ def test_state_replayed_from_the_events_equals_the_live_state() -> None:
     objective.check_in(
         revenue.id,
         value=18.5,
-        done=None,
-        checklist_done=None,
         confidence=6,
-        comment=None,
         actor="cfo",
     )
     objective.redefine(
