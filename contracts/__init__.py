@@ -45,7 +45,14 @@ from contracts.metrics import (
 )
 from contracts.periods import parse_period
 from contracts.readings import KPIReading, derive_reading_id
-from contracts.registry import EVENT_TYPES, InvalidEvent, current_version, parse_event, upcast
+from contracts.registry import (
+    EVENT_TYPES,
+    InvalidEvent,
+    current_version,
+    describe_validation_error,
+    parse_event,
+    upcast,
+)
 from contracts.topics import (
     ALIGNMENT_EVENTS,
     ALL_TOPICS,
@@ -101,6 +108,7 @@ __all__ = [
     "Producer",
     "current_version",
     "derive_reading_id",
+    "describe_validation_error",
     "dlq_topic",
     "parse_event",
     "parse_period",

@@ -126,10 +126,10 @@ def parse_event(message: bytes | str | RawEvent) -> Envelope:
     try:
         return model.model_validate(raw)
     except ValidationError as error:
-        raise InvalidEvent(_describe(error)) from None
+        raise InvalidEvent(describe_validation_error(error)) from None
 
 
-def _describe(error: ValidationError) -> str:
+def describe_validation_error(error: ValidationError) -> str:
     """One line per wrong field: ``payload.period.start: Input should be a valid date``."""
     return "; ".join(
         f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: {item['msg']}"
@@ -142,6 +142,7 @@ __all__ = [
     "UPCASTERS",
     "InvalidEvent",
     "current_version",
+    "describe_validation_error",
     "parse_event",
     "upcast",
 ]

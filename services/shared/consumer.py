@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
@@ -24,9 +24,12 @@ from eventsourcing.persistence import IntegrityError, Tracking
 from contracts import Envelope, InvalidEvent, parse_event
 from services.shared.dlq import ConsumedRecord, DeadLetters
 from services.shared.store import ServiceApplication
-from services.shared.telemetry import BATCH_SECONDS, LAST_PROCESSED, MESSAGES_APPLIED
+from services.shared.telemetry import LAST_PROCESSED, MESSAGES_APPLIED
 
 log = logging.getLogger(__name__)
+
+#: What a subscription hands each polled batch of raw records to.
+BatchHandler = Callable[[Sequence[Any]], Awaitable[None]]
 
 #: How often a batch is retried when a concurrent writer got to an aggregate first.
 CONFLICT_RETRIES = 5
@@ -81,29 +84,14 @@ class TrackedConsumer:
         topic: str,
         policy: Policy,
         dead_letters: DeadLetters,
-        retry_delay: Callable[[int], float] = lambda attempt: min(0.2 * 2**attempt, 10.0),
     ) -> None:
         self._application = application
         self._topic = topic
         self._policy = policy
         self._dead_letters = dead_letters
-        self._retry_delay = retry_delay
-        self._failures = 0
 
     async def handle_batch(self, records: Sequence[ConsumedRecord]) -> None:
         """Handle one polled batch. An exception here makes Kafka redeliver the batch."""
-        try:
-            with BATCH_SECONDS.labels(self._topic).time():
-                await self._handle(records)
-            self._failures = 0
-        except Exception:
-            # Back off before the batch is redelivered, so a store outage is no busy loop.
-            self._failures += 1
-            log.exception("batch from %s failed; it will be redelivered", self._topic)
-            await asyncio.sleep(self._retry_delay(self._failures))
-            raise
-
-    async def _handle(self, records: Sequence[ConsumedRecord]) -> None:
         parsed: list[tuple[ConsumedRecord, Envelope]] = []
         refused: list[Refused] = []
         for record in records:

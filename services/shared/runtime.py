@@ -6,8 +6,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
+from collections.abc import Sequence
 from typing import Any
 
+from aiokafka import TopicPartition
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -15,13 +18,32 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
 from prometheus_client import REGISTRY
 
-from services.shared.consumer import Policy, TrackedConsumer
+from services.shared.consumer import BatchHandler, Policy, TrackedConsumer
 from services.shared.dlq import DeadLetters
 from services.shared.outbox import OutboxRelay, Translator
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication
+from services.shared.telemetry import (
+    BATCH_SECONDS,
+    BATCH_SIZE,
+    CONSUMER_LAG,
+    CONSUMER_LAG_SECONDS,
+)
 
 log = logging.getLogger(__name__)
+
+
+def report_lag(consumer: Any, records: Sequence[Any]) -> None:
+    """Consumer lag after a batch: messages behind the partition's high-water mark, and the
+    age of the newest record handled."""
+    newest: dict[tuple[str, int], Any] = {}
+    for record in records:
+        newest[(record.topic, record.partition)] = record
+    for (topic, partition), record in newest.items():
+        highwater = consumer.highwater(TopicPartition(topic, partition))
+        if highwater is not None:
+            CONSUMER_LAG.labels(topic, str(partition)).set(max(highwater - record.offset - 1, 0))
+        CONSUMER_LAG_SECONDS.labels(topic).set(max(time.time() - record.timestamp / 1000, 0.0))
 
 
 async def _raw_body(message: StreamMessage[Any]) -> Any:
@@ -70,14 +92,24 @@ class ServiceRuntime:
             )
         self.dead_letters = DeadLetters(self.broker, settings.consumer_group)
         self._tasks: list[asyncio.Task[None]] = []
+        #: Consecutive failed batches per topic, for the back-off.
+        self._failures: dict[str, int] = {}
 
     def consume(self, topic: str, policy: Policy) -> TrackedConsumer:
-        """Subscribe ``policy`` to ``topic`` with exactly-once effects; call before ``start``.
-
-        Offsets are committed only after a batch is stored (``NACK_ON_ERROR`` rewinds on
-        failure): at-least-once delivery, made exactly-once by the tracking records.
-        """
+        """Subscribe ``policy`` to the integration events on ``topic``, exactly once."""
         consumer = TrackedConsumer(self.application, topic, policy, self.dead_letters)
+        self.subscribe(topic, consumer.handle_batch)
+        return consumer
+
+    def subscribe(self, topic: str, handle_batch: BatchHandler) -> None:
+        """Hand ``handle_batch`` each polled batch of raw records from ``topic``; call before
+        ``start``.
+
+        Offsets are committed only after the handler returns, and rewound when it raises
+        (``NACK_ON_ERROR``): at-least-once delivery, which the handlers make exactly-once
+        with tracking records or idempotency keys stored with their effects.
+        """
+        failures = self._failures
 
         @self.broker.subscriber(
             topic,
@@ -89,9 +121,19 @@ class ServiceRuntime:
             decoder=_raw_body,
         )
         async def handle(body: Any, message: KafkaMessage) -> None:
-            await consumer.handle_batch(message.raw_message)
-
-        return consumer
+            records = message.raw_message
+            try:
+                with BATCH_SECONDS.labels(topic).time():
+                    await handle_batch(records)
+            except Exception:
+                # Back off before the batch is redelivered: a store outage is no busy loop.
+                failures[topic] = failures.get(topic, 0) + 1
+                log.exception("batch from %s failed; it will be redelivered", topic)
+                await asyncio.sleep(min(0.2 * 2 ** failures[topic], 10.0))
+                raise
+            failures[topic] = 0
+            BATCH_SIZE.labels(topic).observe(len(records))
+            report_lag(message.consumer, records)
 
     async def start(self) -> None:
         await self.broker.start()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ssl
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +50,10 @@ class Settings(BaseSettings):
     outbox_batch_size: int = Field(default=500, ge=1)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
     consumer_max_records: int = Field(default=500, ge=1)
+    #: A KPI unhealthy this long without meaningful change is stagnant (ISO-8601 or seconds).
+    stagnation_window: timedelta = timedelta(days=14)
+    #: "Meaningful change": a move of at least this fraction of the KPI's warning-to-target gap.
+    stagnation_tolerance: float = Field(default=0.05, ge=0)
     #: Kafka consumer group; empty means ``okr-<service>``. Instances of one service share it.
     kafka_consumer_group: str = ""
 

@@ -23,31 +23,56 @@ OUTBOX_TRACKING_PREFIX = "outbox:"
 
 
 class BatchTrackingSQLiteRecorder(SQLiteProcessRecorder):
-    """A process recorder that takes many tracking records in one transaction.
+    """A process recorder that records what was consumed in the same transaction as the
+    events it caused, for whole batches at once.
 
-    ``eventsourcing`` records one tracking object per transaction; a consumer that commits a
-    whole Kafka batch at once passes ``trackings=[...]`` instead. Tracking rows are keyed by
-    (producer, position), one row each, so positions may arrive in any order across partitions.
+    - ``trackings=[...]``: one tracking row per (producer, position), so positions may arrive
+      in any order across partitions (``eventsourcing`` itself takes one per transaction).
+    - ``idempotency_keys=[(scope, key), ...]``: for inputs that have no producer position,
+      such as KPI readings from outside systems, whose reading id is the idempotency key.
     """
+
+    def construct_create_table_statements(self) -> list[str]:
+        return [
+            *super().construct_create_table_statements(),
+            "CREATE TABLE IF NOT EXISTS idempotency_keys ("
+            "scope TEXT, key TEXT, PRIMARY KEY (scope, key)) WITHOUT ROWID",
+        ]
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any) -> Any:
         returning = super()._insert_events(c, stored_events, **kwargs)
         for tracking in kwargs.get("trackings", ()):
             self._insert_tracking(c, tracking)
+        keys = kwargs.get("idempotency_keys")
+        if keys:
+            c.executemany("INSERT INTO idempotency_keys VALUES (?, ?)", keys)
         return returning
 
     def select_tracked(self, application_name: str, positions: Sequence[int]) -> set[int]:
         """Which of ``positions`` of ``application_name`` have already been processed."""
-        if not positions:
-            return set()
-        marks = ",".join("?" * len(positions))
-        statement = (
-            "SELECT notification_id FROM tracking "
-            f"WHERE application_name=? AND notification_id IN ({marks})"
+        return set(
+            self._select_in(
+                "SELECT notification_id FROM tracking WHERE application_name=? AND notification_id",
+                application_name,
+                positions,
+            )
         )
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(statement, [application_name, *positions])
-            return {row[0] for row in c.fetchall()}
+
+    def select_known_keys(self, scope: str, keys: Sequence[str]) -> set[str]:
+        """Which of ``keys`` were already recorded in ``scope``."""
+        return set(
+            self._select_in("SELECT key FROM idempotency_keys WHERE scope=? AND key", scope, keys)
+        )
+
+    def _select_in(self, statement: str, first: Any, values: Sequence[Any]) -> list[Any]:
+        found: list[Any] = []
+        # SQLite allows 32766 parameters; stay well below it.
+        for start in range(0, len(values), 10_000):
+            chunk = values[start : start + 10_000]
+            with self.datastore.transaction(commit=False) as c:
+                c.execute(f"{statement} IN ({','.join('?' * len(chunk))})", [first, *chunk])
+                found += [row[0] for row in c.fetchall()]
+        return found
 
 
 class PydanticTranscoding(Transcoding):
@@ -122,12 +147,37 @@ class ServiceApplication(Application[UUID]):
         for listener in listeners:
             listener()
 
-    def record_batch(self, processing: ProcessingEvent[UUID], trackings: list[Tracking]) -> None:
-        """Commit the collected events and the tracking records of their causes atomically."""
+    def record_batch(
+        self,
+        processing: ProcessingEvent[UUID],
+        trackings: Sequence[Tracking] = (),
+        idempotency_keys: Sequence[tuple[str, str]] = (),
+    ) -> list[Recording[UUID]]:
+        """Commit the collected events with the tracking records (or idempotency keys) of
+        the inputs that caused them, atomically."""
         processing.saved_kwargs["trackings"] = trackings
+        processing.saved_kwargs["idempotency_keys"] = idempotency_keys
         recordings = self._record(processing)
         self._take_snapshots(processing)
         self._notify(recordings)
+        return recordings
+
+    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
+        """Snapshot from the aggregate in hand instead of replaying it from the store, as the
+        library does: after a commit it is at the version just stored, and a long aggregate
+        (a KPI with millions of readings) would otherwise be read back at every snapshot."""
+        if self.snapshots is None or not self.snapshotting_intervals:
+            return
+        for aggregate in processing_event.aggregates.values():
+            interval = self.snapshotting_intervals.get(type(aggregate))
+            if interval is None:
+                continue
+            if any(
+                event.originator_id == aggregate.id and event.originator_version % interval == 0
+                for event in processing_event.events
+            ):
+                snapshot_class: Any = getattr(type(aggregate), "Snapshot", self.snapshot_class)
+                self.snapshots.put([snapshot_class.take(aggregate)])
 
     def max_position(self) -> int:
         """The position of the last event in this service's log (0 when empty)."""

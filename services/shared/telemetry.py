@@ -34,6 +34,12 @@ BATCH_SECONDS = Histogram(
     ["topic"],
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+BATCH_SIZE = Histogram(
+    "okr_consumer_batch_size_messages",
+    "Records per consumed batch.",
+    ["topic"],
+    buckets=(1, 5, 10, 50, 100, 250, 500, 1000, 2500, 5000),
+)
 LAST_PROCESSED = Gauge(
     "okr_consumer_last_event_timestamp_seconds",
     "occurred_at of the last event applied from a topic, as a Unix time.",
@@ -43,4 +49,14 @@ DLQ_MESSAGES = Counter(
     "okr_dlq_messages_total",
     "Messages sent to a dead-letter topic, by reason.",
     ["topic", "reason"],
+)
+CONSUMER_LAG = Gauge(
+    "okr_consumer_lag_messages",
+    "Messages behind the partition's end after the last handled batch.",
+    ["topic", "partition"],
+)
+CONSUMER_LAG_SECONDS = Gauge(
+    "okr_consumer_lag_seconds",
+    "Age (broker timestamp to now) of the newest record handled from a topic.",
+    ["topic"],
 )

@@ -1,0 +1,180 @@
+"""The metrics service's HTTP JSON API: the KPI catalogue and reading ingestion."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, Header, Path, Query, Response, status
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from contracts import KPIReading, describe_validation_error
+from services.metrics.application import (
+    KPICommand,
+    KPIStatus,
+    MetricsApplication,
+    ReadingOutcome,
+    RecordedReading,
+)
+from services.shared.errors import RuleViolation
+
+MAX_BATCH = 10_000
+KPIKey = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,127}$", description="The KPI's key")]
+Actor = Annotated[str | None, Header(alias="X-Actor", max_length=200)]
+CorrelationId = Annotated[str | None, Header(alias="X-Correlation-ID", max_length=200)]
+ReadingsBody = Annotated[
+    dict[str, Any] | list[Any],
+    Body(description="One reading, or a list of up to 10,000 readings."),
+]
+
+
+class IngestReport(BaseModel):
+    recorded: int
+    duplicates: int
+    rejected: int
+    outcomes: list[ReadingOutcome] = Field(description="One per reading, in request order.")
+
+
+def _parse(
+    items: list[Any], kpi: str | None
+) -> tuple[list[KPIReading], list[int], list[ReadingOutcome]]:
+    """Validate each item on its own, so one bad reading does not refuse the batch."""
+    readings: list[KPIReading] = []
+    positions: list[int] = []
+    rejected: list[ReadingOutcome] = []
+    for index, item in enumerate(items):
+        if not isinstance(item, dict):
+            rejected.append(
+                ReadingOutcome(
+                    index=index,
+                    kpi=None,
+                    reading_id=None,
+                    status="rejected",
+                    reason="a reading is a JSON object",
+                )
+            )
+            continue
+        if kpi is not None and item.setdefault("kpi", kpi) != kpi:
+            rejected.append(
+                ReadingOutcome(
+                    index=index,
+                    kpi=str(item["kpi"]),
+                    reading_id=None,
+                    status="rejected",
+                    reason=f"kpi: {item['kpi']!r} posted to /kpis/{kpi}/readings",
+                )
+            )
+            continue
+        try:
+            readings.append(KPIReading.model_validate(item))
+            positions.append(index)
+        except ValidationError as error:
+            rejected.append(
+                ReadingOutcome(
+                    index=index,
+                    kpi=item.get("kpi") if isinstance(item.get("kpi"), str) else None,
+                    reading_id=None,
+                    status="rejected",
+                    reason=describe_validation_error(error),
+                )
+            )
+    return readings, positions, rejected
+
+
+def router(application: MetricsApplication) -> APIRouter:
+    api = APIRouter(tags=["kpis"])
+
+    async def ingest(
+        body: dict[str, Any] | list[Any],
+        kpi: str | None,
+        actor: str | None,
+        correlation_id: str | None,
+    ) -> Response:
+        items = body if isinstance(body, list) else [body]
+        if len(items) > MAX_BATCH:
+            raise RuleViolation.single(
+                (), "batch_too_large", f"{len(items)} readings: at most {MAX_BATCH} per request"
+            )
+        readings, positions, outcomes = _parse(items, kpi)
+        recorded = await asyncio.to_thread(application.record, readings, actor, correlation_id)
+        outcomes += [
+            outcome.model_copy(update={"index": positions[outcome.index]}) for outcome in recorded
+        ]
+        outcomes.sort(key=lambda outcome: outcome.index)
+        if not isinstance(body, list):
+            (single,) = outcomes
+            if single.status == "rejected":
+                raise RuleViolation.single((), "reading_rejected", single.reason or "rejected")
+        report = IngestReport(
+            recorded=sum(o.status == "recorded" for o in outcomes),
+            duplicates=sum(o.status == "duplicate" for o in outcomes),
+            rejected=sum(o.status == "rejected" for o in outcomes),
+            outcomes=outcomes,
+        )
+        code = status.HTTP_201_CREATED if report.recorded else status.HTTP_200_OK
+        return JSONResponse(report.model_dump(mode="json"), status_code=code)
+
+    @api.put(
+        "/kpis/{key}",
+        response_model=KPIStatus,
+        responses={201: {"model": KPIStatus, "description": "Defined"}},
+    )
+    async def define_kpi(
+        key: KPIKey,
+        command: KPICommand,
+        response: Response,
+        actor: Actor = None,
+        correlation_id: CorrelationId = None,
+    ) -> KPIStatus:
+        """Define a KPI (201) or redefine it (200): a `KPIDefined` event either way."""
+        _, created = await asyncio.to_thread(
+            application.define_kpi, key, command, actor or "anonymous", correlation_id
+        )
+        response.status_code = status.HTTP_201_CREATED if created else status.HTTP_200_OK
+        return application.status(key)
+
+    @api.get("/kpis", response_model=list[KPIStatus])
+    async def list_kpis() -> list[KPIStatus]:
+        return [application.status(key) for key in sorted(application.kpis)]
+
+    @api.get("/kpis/{key}", response_model=KPIStatus)
+    async def get_kpi(key: KPIKey) -> KPIStatus:
+        """Definition, latest value by observed time, health, stale and stagnant flags."""
+        return application.status(key)
+
+    @api.get("/kpis/{key}/readings", response_model=list[RecordedReading])
+    async def kpi_readings(
+        key: KPIKey,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: Annotated[int, Query(ge=1, le=MAX_BATCH)] = 1000,
+    ) -> list[RecordedReading]:
+        """Readings observed in [since, until), by observed time, read from the event log."""
+        return await asyncio.to_thread(application.readings, key, since, until, limit)
+
+    @api.post(
+        "/kpis/{key}/readings",
+        response_model=IngestReport,
+        responses={201: {"model": IngestReport}},
+    )
+    async def record_kpi_readings(
+        key: KPIKey,
+        body: ReadingsBody,
+        actor: Actor = None,
+        correlation_id: CorrelationId = None,
+    ) -> Response:
+        """Record one reading or a batch for this KPI; each is recorded, a duplicate (by
+        reading id) or rejected with the reason."""
+        application.get_kpi(key)
+        return await ingest(body, key, actor, correlation_id)
+
+    @api.post("/readings", response_model=IngestReport, responses={201: {"model": IngestReport}})
+    async def record_readings(
+        body: ReadingsBody, actor: Actor = None, correlation_id: CorrelationId = None
+    ) -> Response:
+        """Record one reading or a batch of readings of any KPIs."""
+        return await ingest(body, None, actor, correlation_id)
+
+    return api

@@ -1,0 +1,328 @@
+"""The metrics service's application: the KPI catalogue and batched reading ingestion.
+
+Every KPI's current state is kept in memory (loaded from snapshots and the log at start-up),
+so recording a batch reads nothing but the idempotency keys, and writes once.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Iterator, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any, ClassVar, Literal
+from uuid import UUID
+
+from eventsourcing.application import ProcessingEvent
+from eventsourcing.utils import get_topic
+from prometheus_client import Counter, Gauge
+from pydantic import BaseModel, ConfigDict, Field
+
+from contracts import Direction, Health, Indicator, KPIDefinition, KPIReading
+from services.metrics.domain import (
+    KPI,
+    UnhealthyStreak,
+    check_unit,
+    is_stagnant,
+    is_stale,
+    meaningful_change,
+    meets,
+    parse_interval,
+)
+from services.shared.errors import NotFound, RuleViolation, Violation
+from services.shared.store import ServiceApplication
+
+READINGS = Counter(
+    "okr_readings_total",
+    "KPI readings by outcome: received, recorded, duplicate, rejected.",
+    ["outcome"],
+)
+#: Labelled by KPI key: bounded by the catalogue (KPIs are defined by people, not by data).
+KPI_VALUE = Gauge("okr_kpi_value", "Current value of each KPI (latest observed).", ["kpi"])
+KPI_HEALTH = Gauge(
+    "okr_kpi_health", "1 for each KPI's current health, 0 for the others.", ["kpi", "health"]
+)
+
+
+class KPICommand(BaseModel):
+    """The body of ``PUT /kpis/{key}``."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    name: str = Field(min_length=1, max_length=200)
+    unit: str | None = Field(default=None, max_length=32)
+    direction: Direction
+    target: float
+    warning: float | None = None
+    interval: str = Field(default="P1D", description="Expected update interval (ISO-8601).")
+    indicator: Indicator = Indicator.lagging
+    owner: str | None = Field(default=None, max_length=200)
+    description: str = Field(default="", max_length=5000)
+
+
+class ReadingOutcome(BaseModel):
+    index: int = Field(description="Position of the reading in the request or batch.")
+    kpi: str | None
+    reading_id: str | None
+    status: Literal["recorded", "duplicate", "rejected"]
+    reason: str | None = None
+
+
+class KPIStatus(BaseModel):
+    definition: KPIDefinition
+    value: float | None = Field(description="Latest value by observed time.")
+    observed_at: datetime | None
+    health: Health | None
+    stale: bool = Field(description="No reading arrived within 2x the expected interval.")
+    stagnant: bool = Field(description="Unhealthy without meaningful change over the window.")
+    unhealthy_since: datetime | None
+    readings: int
+    last_arrival: datetime
+    version: int
+
+
+class RecordedReading(BaseModel):
+    reading_id: str
+    value: float
+    observed_at: datetime
+    source: str
+    unit: str | None
+    health: Health
+    recorded_at: datetime
+
+
+class MetricsApplication(ServiceApplication):
+    name = "metrics"
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {KPI: 1000}
+    stored_models = (KPIDefinition, UnhealthyStreak)
+
+    def __init__(
+        self,
+        env: dict[str, str] | None = None,
+        stagnation_window: timedelta = timedelta(days=14),
+        stagnation_tolerance: float = 0.05,
+    ) -> None:
+        super().__init__(env)
+        self.stagnation_window = stagnation_window
+        self.stagnation_tolerance = stagnation_tolerance
+        self._writing = threading.Lock()
+        self.kpis: dict[str, KPI] = {}
+        for kpi_id in self._defined_kpi_ids():
+            kpi: KPI = self.repository.get(kpi_id)
+            self.kpis[kpi.key] = kpi
+            self._report(kpi)
+
+    def _defined_kpi_ids(self) -> Iterator[UUID]:
+        topic = get_topic(KPI.Defined)
+        position = 0
+        while True:
+            page = self.recorder.select_notifications(position + 1, 1000, topics=[topic])
+            for notification in page:
+                yield UUID(str(notification.originator_id))
+                position = notification.id
+            if len(page) < 1000:
+                return
+
+    # -- commands ---------------------------------------------------------------------------
+
+    def define_kpi(
+        self, key: str, command: KPICommand, actor: str, correlation_id: str | None = None
+    ) -> tuple[KPI, bool]:
+        """Define a KPI, or redefine it; returns it and whether it is new."""
+        definition = self._definition(key, command)
+        with self._writing:
+            kpi = self.kpis.get(key)
+            created = kpi is None
+            if kpi is None:
+                kpi = KPI(key, definition.model_dump(mode="json"), actor, correlation_id)
+            else:
+                kpi.redefine(definition, actor, correlation_id)
+            try:
+                self.save(kpi)
+            except Exception:
+                self._reload(kpi)
+                raise
+            self.kpis[key] = kpi
+        self._report(kpi)
+        return kpi, created
+
+    def record(
+        self,
+        readings: Sequence[KPIReading],
+        actor: str | None = None,
+        correlation_id: str | None = None,
+    ) -> list[ReadingOutcome]:
+        """Record a batch of readings in one transaction, each exactly once.
+
+        A reading is a duplicate when its reading id was recorded for its KPI before (or
+        earlier in the batch); rejected when its KPI is unknown or its unit contradicts the
+        KPI's. Outcomes come back in the order of ``readings``.
+        """
+        READINGS.labels("received").inc(len(readings))
+        outcomes: list[ReadingOutcome | None] = [None] * len(readings)
+        with self._writing:
+            candidates: dict[str, list[int]] = defaultdict(list)
+            for index, reading in enumerate(readings):
+                kpi = self.kpis.get(reading.kpi)
+                reason = (
+                    f"unknown KPI {reading.kpi!r}: define it first (PUT /kpis/{reading.kpi})"
+                    if kpi is None
+                    else check_unit(kpi.definition, reading.unit)
+                )
+                if reason:
+                    outcomes[index] = _outcome(index, reading, "rejected", reason)
+                else:
+                    candidates[reading.kpi].append(index)
+            touched: dict[str, KPI] = {}
+            keys: list[tuple[str, str]] = []
+            for key, indexes in candidates.items():
+                ids = [str(readings[i].reading_id) for i in indexes]
+                seen = self.tracking_recorder.select_known_keys(key, ids)
+                for index in indexes:
+                    reading = readings[index]
+                    reading_id = str(reading.reading_id)
+                    if reading_id in seen:
+                        outcomes[index] = _outcome(index, reading, "duplicate")
+                        continue
+                    seen.add(reading_id)
+                    kpi = touched[key] = self.kpis[key]
+                    kpi.record(
+                        reading_id=reading_id,
+                        value=reading.value,
+                        observed_at=reading.observed_at,
+                        source=reading.source,
+                        unit=reading.unit,
+                        actor=actor or reading.source,
+                        correlation_id=correlation_id,
+                    )
+                    keys.append((key, reading_id))
+                    outcomes[index] = _outcome(index, reading, "recorded")
+            if touched:
+                processing: ProcessingEvent[UUID] = ProcessingEvent()
+                processing.collect_events(*touched.values())
+                try:
+                    self.record_batch(processing, idempotency_keys=keys)
+                except Exception:
+                    for kpi in touched.values():
+                        self._reload(kpi)
+                    raise
+        for kpi in touched.values():
+            self._report(kpi)
+        final = [outcome for outcome in outcomes if outcome is not None]
+        for status in ("recorded", "duplicate", "rejected"):
+            READINGS.labels(status).inc(sum(1 for o in final if o.status == status))
+        return final
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def get_kpi(self, key: str) -> KPI:
+        try:
+            return self.kpis[key]
+        except KeyError:
+            raise NotFound(f"no KPI {key!r}") from None
+
+    def status(self, key: str, now: datetime | None = None) -> KPIStatus:
+        kpi = self.get_kpi(key)
+        now = now or datetime.now(UTC)
+        interval = parse_interval(kpi.definition.interval)
+        return KPIStatus(
+            definition=kpi.definition,
+            value=kpi.latest_value,
+            observed_at=kpi.latest_observed_at,
+            health=kpi.health,
+            stale=is_stale(kpi.last_arrival, interval, now),
+            stagnant=is_stagnant(
+                kpi.streak,
+                now,
+                self.stagnation_window,
+                self.stagnation_tolerance,
+                meaningful_change(kpi.definition),
+            ),
+            unhealthy_since=kpi.streak.since if kpi.streak else None,
+            readings=kpi.readings,
+            last_arrival=kpi.last_arrival,
+            version=kpi.version,
+        )
+
+    def readings(
+        self,
+        key: str,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 1000,
+    ) -> list[RecordedReading]:
+        """Readings observed in [since, until), ordered by observed time, read from the log."""
+        kpi = self.get_kpi(key)
+        found = [
+            RecordedReading(
+                reading_id=event.reading_id,
+                value=event.value,
+                observed_at=event.observed_at,
+                source=event.source,
+                unit=event.unit,
+                health=Health(event.health),
+                recorded_at=event.timestamp,
+            )
+            for event in self.events.get(kpi.id)
+            if isinstance(event, KPI.Recorded)
+            and (since is None or event.observed_at >= since)
+            and (until is None or event.observed_at < until)
+        ]
+        found.sort(key=lambda reading: reading.observed_at)
+        return found[:limit]
+
+    # -- internals --------------------------------------------------------------------------
+
+    def _definition(self, key: str, command: KPICommand) -> KPIDefinition:
+        violations: list[Violation] = []
+        interval = timedelta(days=1)
+        try:
+            interval = parse_interval(command.interval)
+        except ValueError as error:
+            violations.append(Violation(("interval",), "interval_invalid", str(error)))
+        if (
+            command.warning is not None
+            and meets(command.warning, command.target, command.direction)
+            and (command.warning != command.target)
+        ):
+            violations.append(
+                Violation(
+                    ("warning",),
+                    "warning_beyond_target",
+                    f"with {command.direction.value}, the warning threshold lies between "
+                    "unhealthy and the target, not beyond the target",
+                )
+            )
+        try:
+            definition = KPIDefinition(
+                key=key, interval_seconds=interval.total_seconds(), **command.model_dump()
+            )
+        except ValueError as error:
+            violations.append(Violation(("key",), "key_invalid", str(error).splitlines()[-1]))
+        if violations:
+            raise RuleViolation(violations)
+        return definition
+
+    def _reload(self, kpi: KPI) -> None:
+        """Drop in-memory changes that were not stored (the commit failed)."""
+        try:
+            self.kpis[kpi.key] = self.repository.get(kpi.id)
+        except Exception:
+            self.kpis.pop(kpi.key, None)
+
+    def _report(self, kpi: KPI) -> None:
+        if kpi.latest_value is not None:
+            KPI_VALUE.labels(kpi.key).set(kpi.latest_value)
+        for state in Health:
+            KPI_HEALTH.labels(kpi.key, state.value).set(1 if kpi.health == state else 0)
+
+
+def _outcome(
+    index: int,
+    reading: KPIReading,
+    status: Literal["recorded", "duplicate", "rejected"],
+    reason: str | None = None,
+) -> ReadingOutcome:
+    return ReadingOutcome(
+        index=index, kpi=reading.kpi, reading_id=reading.reading_id, status=status, reason=reason
+    )
