@@ -7,8 +7,9 @@ from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
+from typing import Any
 
-from pydantic import AwareDatetime, Field, model_validator
+from pydantic import AwareDatetime, Field, field_validator, model_validator
 
 from contracts.envelope import ContractModel
 
@@ -33,6 +34,22 @@ class KPIReading(ContractModel):
     source: str = Field(min_length=1, max_length=128)
     reading_id: str | None = Field(default=None, max_length=128)
     unit: str | None = Field(default=None, max_length=32)
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _a_number(cls, value: Any) -> Any:
+        # JSON true or "42" is not a number; lax parsing would record them as 1.0 and 42.0.
+        if isinstance(value, bool | str | bytes):
+            raise ValueError("value must be a JSON number")
+        return value
+
+    @field_validator("observed_at", mode="before")
+    @classmethod
+    def _an_iso_datetime(cls, value: Any) -> Any:
+        # A bare number would be taken as Unix time; the contract says ISO-8601 text.
+        if isinstance(value, int | float):
+            raise ValueError("observed_at must be an ISO-8601 date-time with a timezone")
+        return value
 
     @model_validator(mode="after")
     def _derive_missing_reading_id(self) -> KPIReading:

@@ -1,10 +1,11 @@
-"""Demo OKRs taken from the seed articles' own examples, loaded through the goal service's API.
-
-Loaded once: when the goal service already holds objectives, nothing is added.
+"""Demo OKRs and KPIs taken from the seed articles' own examples, loaded through the services'
+APIs. Loaded once: a service that already holds objectives (or KPIs) gets nothing added.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -237,7 +238,7 @@ def aligned_objectives(company_id: str, company_krs: list[str]) -> list[dict[str
     ]
 
 
-def load(goal_url: str, actor: str = "demo") -> int:
+def load_objectives(goal_url: str, actor: str = "demo") -> int:
     """Create the demo objectives and a few check-ins; returns how many objectives it added."""
     headers = {"X-Actor": actor}
     with httpx.Client(base_url=goal_url, headers=headers, timeout=30) as client:
@@ -264,3 +265,122 @@ def load(goal_url: str, actor: str = "demo") -> int:
             json={"checklist_done": ["long list", "interviews"], "confidence": 8},
         ).raise_for_status()
         return len(created)
+
+
+def _kpi(
+    name: str,
+    unit: str,
+    direction: str,
+    target: float,
+    warning: float,
+    interval: str,
+    indicator: str = "lagging",
+    owner: str = CEO,
+) -> dict[str, Any]:
+    return {
+        "name": name,
+        "unit": unit,
+        "direction": direction,
+        "target": target,
+        "warning": warning,
+        "interval": interval,
+        "indicator": indicator,
+        "owner": owner,
+    }
+
+
+#: KPIs named in the seed articles, with targets in their direction (lower is better for
+#: churn, cost and turnover). Keys match the key results of the demo objectives.
+KPIS: dict[str, dict[str, Any]] = {
+    "annual_recurring_revenue": _kpi(
+        "Annual recurring revenue", "USD", "higher_is_better", 10_000_000, 6_000_000, "P1D"
+    ),
+    "new_customers": _kpi(
+        "New customers", "customers", "higher_is_better", 2, 1, "P1D", "leading", "sales"
+    ),
+    "monthly_active_users": _kpi(
+        "Monthly active users", "users", "higher_is_better", 10_000, 7_000, "P1D", "leading"
+    ),
+    "net_promoter_score": _kpi(
+        "Net promoter score", "points", "higher_is_better", 45, 30, "P7D", owner="kim.cs"
+    ),
+    "churn_rate": _kpi("Customer churn rate", "%", "lower_is_better", 5, 7, "P7D", owner="kim.cs"),
+    "revenue_growth_rate": _kpi("Revenue growth rate", "%", "higher_is_better", 10, 5, "P30D"),
+    "customer_acquisition_cost": _kpi(
+        "Customer acquisition cost", "USD", "lower_is_better", 200, 300, "P7D", owner="sam.cmo"
+    ),
+    "employee_turnover_rate": _kpi(
+        "Employee turnover rate", "%", "lower_is_better", 10, 15, "P30D", owner="pat.hr"
+    ),
+    "weekly_new_subscribers": _kpi(
+        "New mailing list subscribers per week",
+        "subscribers",
+        "higher_is_better",
+        500,
+        350,
+        "P7D",
+        "leading",
+        "lee.growth",
+    ),
+    "mailing_list_size": _kpi(
+        "Mailing list size", "names", "higher_is_better", 20_000, 15_000, "P7D", owner="lee.growth"
+    ),
+    "posts_per_week": _kpi(
+        "Posts per week", "posts", "higher_is_better", 4, 2, "P7D", "leading", "dana.ceo"
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Series:
+    """Weekly readings of one KPI over the last weeks, oldest first."""
+
+    kpi: str
+    source: str
+    values: tuple[float, ...]
+
+
+SERIES = (
+    Series("annual_recurring_revenue", "billing", (2.0e6, 2.4e6, 2.9e6, 3.3e6, 3.9e6, 4.6e6)),
+    Series("new_customers", "crm", (9, 12, 14, 11, 17, 21)),
+    Series("monthly_active_users", "web-analytics", (1500, 2200, 3100, 3900, 4800, 5600)),
+    Series("net_promoter_score", "survey", (34, 31, 27, 24, 22, 21)),
+    Series("churn_rate", "billing", (8.0, 7.8, 7.4, 7.1, 6.6, 6.2)),
+    Series("revenue_growth_rate", "finance", (6.5, 7.0, 7.9, 8.4, 9.1, 9.8)),
+    Series("customer_acquisition_cost", "finance", (340, 320, 310, 290, 270, 260)),
+    Series("employee_turnover_rate", "hr", (17.6, 17.7, 17.6, 17.7, 17.6, 17.7)),
+    Series("weekly_new_subscribers", "email-platform", (220, 260, 310, 350, 380, 410)),
+    Series("mailing_list_size", "email-platform", (8000, 8300, 8600, 9000, 9400, 9800)),
+    Series("posts_per_week", "social", (2, 3, 3, 4, 4, 5)),
+)
+
+
+def demo_readings(now: datetime) -> list[dict[str, Any]]:
+    """One reading a week per KPI, the last one a day ago; new_customers are weekly counts."""
+    readings = []
+    for series in SERIES:
+        for weeks_ago, value in zip(
+            range(len(series.values) - 1, -1, -1), series.values, strict=True
+        ):
+            observed = now - timedelta(days=1 + 7 * weeks_ago)
+            readings.append(
+                {
+                    "kpi": series.kpi,
+                    "value": value,
+                    "source": series.source,
+                    "observed_at": observed.replace(microsecond=0).isoformat(),
+                }
+            )
+    return readings
+
+
+def load_kpis(metrics_url: str, actor: str = "demo", now: datetime | None = None) -> int:
+    """Define the demo KPIs and record their readings; returns how many readings it recorded."""
+    with httpx.Client(base_url=metrics_url, headers={"X-Actor": actor}, timeout=30) as client:
+        if client.get("/kpis").raise_for_status().json():
+            return 0
+        for key, definition in KPIS.items():
+            client.put(f"/kpis/{key}", json=definition).raise_for_status()
+        report = client.post("/readings", json=demo_readings(now or datetime.now(UTC)))
+        recorded: int = report.raise_for_status().json()["recorded"]
+        return recorded

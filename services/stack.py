@@ -14,6 +14,7 @@ import signal
 import subprocess
 import sys
 import time
+from datetime import UTC, datetime
 from pathlib import Path
 from types import FrameType
 
@@ -24,7 +25,7 @@ from services.shared.broker import EmbeddedBroker, broker_answers, ensure_topics
 from services.shared.settings import DEFAULT_PORTS, Settings
 
 #: The services that exist so far, in start order.
-SERVICES = ("goal",)
+SERVICES = ("goal", "metrics")
 READY_TIMEOUT = 60.0
 
 
@@ -98,7 +99,7 @@ class Stack:
             self.broker.stop()
             print("stopped the broker")
 
-    def banner(self, loaded: int) -> str:
+    def banner(self, objectives: int, readings: int) -> str:
         lines = ["", "OKR platform is running:"]
         for name in SERVICES:
             port = DEFAULT_PORTS[name]
@@ -106,10 +107,19 @@ class Stack:
         lines += [
             f"  broker     {self.bootstrap}  (topics: goal.events, metrics.events, ...)",
             f"  data       {self.settings.data_dir.resolve()}   logs: {self.logs.resolve()}",
-            f"  demo       {f'loaded {loaded} objectives' if loaded else 'already loaded'}",
+            "  demo       "
+            + (
+                f"loaded {objectives} objectives, {readings} KPI readings"
+                if objectives or readings
+                else "already loaded"
+            ),
             "",
             "Try:",
             "  curl -s http://127.0.0.1:8001/objectives",
+            "  curl -s http://127.0.0.1:8002/kpis/net_promoter_score",
+            f'  echo \'{{"kpi": "churn_rate", "value": 5.9, "source": "billing", '
+            f'"observed_at": "{datetime.now(UTC).replace(microsecond=0).isoformat()}"}}\' '
+            f"| kcat -P -b {self.bootstrap} -t kpi.readings",
             f"  kcat -C -b {self.bootstrap} -t goal.events -o beginning -e",
             "",
             "Ctrl-C stops everything; state is kept for the next run.",
@@ -144,8 +154,9 @@ def main() -> None:
             stack.start_service(name)
         for name in SERVICES:
             stack.wait_ready(name)
-        loaded = demo.load(f"http://127.0.0.1:{DEFAULT_PORTS['goal']}")
-        print(stack.banner(loaded), flush=True)
+        readings = demo.load_kpis(f"http://127.0.0.1:{DEFAULT_PORTS['metrics']}")
+        objectives = demo.load_objectives(f"http://127.0.0.1:{DEFAULT_PORTS['goal']}")
+        print(stack.banner(objectives, readings), flush=True)
         while True:
             for name, process in stack.processes.items():
                 if process.poll() is not None:

@@ -7,25 +7,33 @@ value, whatever the arrival order.
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
 from eventsourcing.domain import Aggregate, event
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic import BaseModel
 
 from contracts import Direction, Health, KPIDefinition
 
 KPI_NAMESPACE = uuid.UUID("0d6c2f4e-9b7a-4c55-8f3e-2b1a9c7d5e01")
-_DURATION = TypeAdapter(timedelta)
+#: ISO-8601 durations of fixed length: weeks, days, hours, minutes, seconds (no years or
+#: months, whose length varies).
+_ISO_DURATION = re.compile(
+    r"^P(?:(?P<weeks>\d+)W)?(?:(?P<days>\d+)D)?"
+    r"(?:T(?:(?P<hours>\d+)H)?(?:(?P<minutes>\d+)M)?(?:(?P<seconds>\d+(?:\.\d+)?)S)?)?$"
+)
 
 
 def parse_interval(text: str) -> timedelta:
-    """An ISO-8601 duration such as ``P1D`` or ``PT15M``; raises ``ValueError``."""
-    try:
-        interval = _DURATION.validate_python(text)
-    except ValueError:
-        raise ValueError(f"not an ISO-8601 duration: {text!r} (examples: P1D, PT1H, P7D)") from None
+    """An ISO-8601 duration such as ``P1D``, ``P1W`` or ``PT15M``; raises ``ValueError``."""
+    match = _ISO_DURATION.match(text.strip())
+    if match is None or text.strip() in ("P", "PT") or text.strip().endswith("T"):
+        raise ValueError(f"not an ISO-8601 duration: {text!r} (examples: P1D, PT1H, P1W)")
+    interval = timedelta(
+        **{unit: float(amount) for unit, amount in match.groupdict().items() if amount is not None}
+    )
     if interval <= timedelta(0):
         raise ValueError(f"the interval must be positive, got {text!r}")
     return interval
@@ -53,27 +61,46 @@ def is_stale(last_arrival: datetime, interval: timedelta, now: datetime) -> bool
     return now - last_arrival > 2 * interval
 
 
-class UnhealthyStreak(BaseModel):
-    """An unbroken run of unhealthy current values: when it began and the range it moved in."""
+#: Stagnation keeps the range of values per bucket of observed time, not every value, so a
+#: KPI with millions of readings keeps a small state; windows are resolved to a bucket.
+STREAK_BUCKET = timedelta(hours=6)
+#: The longest stagnation window supported: older buckets are dropped.
+STREAK_HISTORY = timedelta(days=92)
 
-    model_config = ConfigDict(frozen=True)
+
+class UnhealthyStreak(BaseModel):
+    """An unbroken run of unhealthy current values: when it began, and per bucket of observed
+    time ``(bucket start, low, high, last value)``, oldest first."""
 
     since: datetime
-    low: float
-    high: float
+    buckets: list[tuple[datetime, float, float, float]]
+
+
+def _bucket_start(moment: datetime) -> datetime:
+    step = STREAK_BUCKET.total_seconds()
+    return datetime.fromtimestamp(moment.timestamp() // step * step, tz=moment.tzinfo)
 
 
 def extend_streak(
     streak: UnhealthyStreak | None, state: Health, value: float, observed_at: datetime
 ) -> UnhealthyStreak | None:
-    """The streak after a new current value: broken by any value that is not unhealthy."""
+    """The streak after a new current value (extended in place: this runs for every reading).
+
+    Any value that is not unhealthy breaks it."""
     if state != Health.unhealthy:  # != rather than "is not": state may be a plain str
         return None
+    start = _bucket_start(observed_at)
     if streak is None:
-        return UnhealthyStreak(since=observed_at, low=value, high=value)
-    return UnhealthyStreak(
-        since=streak.since, low=min(streak.low, value), high=max(streak.high, value)
-    )
+        return UnhealthyStreak(since=observed_at, buckets=[(start, value, value, value)])
+    last_start, low, high, _ = streak.buckets[-1]
+    if start <= last_start:
+        streak.buckets[-1] = (last_start, min(low, value), max(high, value), value)
+    else:
+        streak.buckets.append((start, value, value, value))
+        horizon = observed_at - STREAK_HISTORY
+        while len(streak.buckets) > 1 and streak.buckets[0][0] < horizon:
+            streak.buckets.pop(0)
+    return streak
 
 
 def meaningful_change(definition: KPIDefinition) -> float:
@@ -91,10 +118,17 @@ def is_stagnant(
     tolerance: float,
     scale: float,
 ) -> bool:
-    """Unhealthy for at least ``window`` while moving less than ``tolerance`` x ``scale``."""
+    """Unhealthy for at least ``window``, and over the window (the value in force when it
+    began, and every value since) moving less than ``tolerance`` x ``scale``."""
     if streak is None or now - streak.since < window:
         return False
-    return streak.high - streak.low < tolerance * scale
+    begins = now - window
+    inside = [bucket for bucket in streak.buckets if bucket[0] + STREAK_BUCKET > begins]
+    before = [bucket for bucket in streak.buckets if bucket[0] + STREAK_BUCKET <= begins]
+    values = [low for _, low, _, _ in inside] + [high for _, _, high, _ in inside]
+    if before:
+        values.append(before[-1][3])  # the value in force when the window began
+    return max(values) - min(values) < tolerance * scale
 
 
 def check_unit(definition: KPIDefinition, unit: str | None) -> str | None:
@@ -148,8 +182,13 @@ class KPI(Aggregate):
         self.latest_observed_at: datetime | None = None
         self.last_arrival: datetime = self.created_on
         self.readings = 0
-        self.health: Health | None = None
+        #: The current value's health, as text: it survives snapshots unchanged.
+        self.health_state: str | None = None
         self.streak: UnhealthyStreak | None = None
+
+    @property
+    def health(self) -> Health | None:
+        return Health(self.health_state) if self.health_state else None
 
     def redefine(
         self, definition: KPIDefinition, actor: str, correlation_id: str | None = None
@@ -162,10 +201,17 @@ class KPI(Aggregate):
     ) -> None:
         self.definition = KPIDefinition.model_validate(definition)
         if self.latest_value is not None:
-            self.health = self.health_of(self.latest_value)
-            self.streak = extend_streak(
-                None, self.health, self.latest_value, self.latest_observed_at or self.modified_on
-            )
+            now_health = self.health_of(self.latest_value)
+            self.health_state = now_health.value
+            if now_health != Health.unhealthy:
+                self.streak = None
+            elif self.streak is None:  # a new target made the current value unhealthy
+                self.streak = extend_streak(
+                    None,
+                    now_health,
+                    self.latest_value,
+                    self.latest_observed_at or self.modified_on,
+                )
 
     def health_of(self, value: float) -> Health:
         d = self.definition
@@ -205,7 +251,7 @@ class KPI(Aggregate):
         if self.latest_observed_at is None or reading.observed_at >= self.latest_observed_at:
             self.latest_value = reading.value
             self.latest_observed_at = reading.observed_at
-            self.health = Health(reading.health)
+            self.health_state = reading.health
             self.streak = extend_streak(
-                self.streak, self.health, reading.value, reading.observed_at
+                self.streak, Health(reading.health), reading.value, reading.observed_at
             )

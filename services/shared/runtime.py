@@ -114,6 +114,7 @@ class ServiceRuntime:
         @self.broker.subscriber(
             topic,
             group_id=self.settings.consumer_group,
+            group_instance_id=self.settings.group_instance_id(topic),
             batch=True,
             max_records=self.settings.consumer_max_records,
             auto_offset_reset="earliest",

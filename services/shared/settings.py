@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import ssl
 from datetime import timedelta
 from pathlib import Path
@@ -56,6 +57,10 @@ class Settings(BaseSettings):
     stagnation_tolerance: float = Field(default=0.05, ge=0)
     #: Kafka consumer group; empty means ``okr-<service>``. Instances of one service share it.
     kafka_consumer_group: str = ""
+    #: Stable name of this instance (default: the host name). It makes consumers static group
+    #: members (KIP-345): a restarted instance takes its partitions back at once instead of
+    #: waiting for the broker to expire its dead predecessor. Unique per running instance.
+    instance_id: str = Field(default_factory=socket.gethostname)
 
     @property
     def port(self) -> int:
@@ -64,6 +69,11 @@ class Settings(BaseSettings):
     @property
     def consumer_group(self) -> str:
         return self.kafka_consumer_group or f"okr-{self.service}"
+
+    def group_instance_id(self, topic: str) -> str:
+        """Static membership id of this instance's consumer of ``topic`` (one per topic: each
+        subscription is its own group member)."""
+        return f"{self.consumer_group}-{topic}-{self.instance_id}"
 
     def kafka_client_options(self) -> dict[str, Any]:
         """Connection options for plain aiokafka clients (admin, tail readers)."""

@@ -13,13 +13,24 @@ from services.shared.broker import EmbeddedBroker, ensure_topics
 from tests.support import free_port
 
 
-@pytest.fixture(scope="module")
-def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+def embedded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
     broker = EmbeddedBroker(tmp_path_factory.mktemp("kafka"), port=free_port())
     broker.start()
     asyncio.run(ensure_topics({"bootstrap_servers": broker.bootstrap_servers}))
     yield broker
     broker.stop()
+
+
+@pytest.fixture(scope="module")
+def kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """A broker per module: tests in one module may share topics."""
+    yield from embedded_broker(tmp_path_factory)
+
+
+@pytest.fixture
+def own_kafka(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """A broker for one test, for tests that count everything on a topic."""
+    yield from embedded_broker(tmp_path_factory)
 
 
 @pytest.fixture

@@ -1,0 +1,56 @@
+"""``okr``: the command-line tool people use to drive the OKR platform.
+
+One typer app with a sub-app per subject (``readings`` now; ``objective``, ``kpi``, ``tree``,
+``verify`` and more later). The root callback gathers what every command shares (the services'
+URLs, the token, ``--json``) into one ``CliSettings``, so each command starts from the same
+configuration and fails in the same one-line way.
+"""
+
+from __future__ import annotations
+
+import os
+
+import typer
+
+from services.cli import readings
+from services.cli.context import (
+    DEFAULT_GOAL_URL,
+    DEFAULT_METRICS_URL,
+    TOKEN_VARIABLE,
+    CliSettings,
+    GoalUrlOption,
+    JsonOption,
+    MetricsUrlOption,
+    one_line_errors,
+)
+
+__all__ = ["app"]
+
+app = typer.Typer(
+    name="okr",
+    help="Drive the OKR platform: objectives, KPIs and their readings.",
+    no_args_is_help=True,
+    # A traceback must never print local variables: they may hold the bearer token.
+    pretty_exceptions_show_locals=False,
+)
+app.add_typer(readings.app, name="readings")
+
+
+@app.callback()
+def okr(
+    ctx: typer.Context,
+    metrics_url: MetricsUrlOption = DEFAULT_METRICS_URL,
+    goal_url: GoalUrlOption = DEFAULT_GOAL_URL,
+    json_output: JsonOption = False,
+) -> None:
+    """Drive the OKR platform: objectives, KPIs and their readings.
+
+    The bearer token for the services is read from the environment variable OKR_TOKEN.
+    """
+    with one_line_errors():
+        ctx.obj = CliSettings.configure(
+            goal_url=goal_url,
+            metrics_url=metrics_url,
+            json_output=json_output,
+            token=os.environ.get(TOKEN_VARIABLE),
+        )
