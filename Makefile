@@ -5,11 +5,12 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint typecheck contracts unit integration tools clean help
+.PHONY: run test bench lint typecheck contracts unit integration tools clean help
 
 help:
 	@echo "make run    - start the broker, the services and demo data (Ctrl-C stops all)"
 	@echo "make test   - lint, type-check, contract drift check and the whole test suite"
+	@echo "make bench  - pass-through vs ingest throughput and peak memory (BENCH_SCALE=0.1: short)"
 	@echo "make contracts - regenerate contracts/schemas and contracts/asyncapi.yaml"
 
 $(STAMP): pyproject.toml
@@ -48,6 +49,10 @@ contracts: $(STAMP)
 test: $(STAMP) tools lint typecheck
 	$(BIN)/python -m contracts.export --check
 	$(BIN)/pytest
+
+# Throughput and memory figures (BENCH_SCALE=0.1 for a short run); never asserted by tests.
+bench: $(STAMP)
+	$(BIN)/python -m tests.bench
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

@@ -132,7 +132,8 @@ def parse_event(message: bytes | str | RawEvent) -> Envelope:
 def describe_validation_error(error: ValidationError) -> str:
     """One line per wrong field: ``payload.period.start: Input should be a valid date``."""
     return "; ".join(
-        f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: {item['msg']}"
+        f"{'.'.join(str(part) for part in item['loc']) or '<root>'}: "
+        + item["msg"].removeprefix("Value error, ")
         for item in error.errors(include_url=False)
     )
 

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict, replace
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Path, Query, Response, status
 from fastapi.responses import JSONResponse
@@ -30,11 +31,19 @@ ReadingsBody = Annotated[
 ]
 
 
+class OutcomeView(BaseModel):
+    index: int = Field(description="Position of the reading in the request.")
+    kpi: str | None
+    reading_id: str | None
+    status: Literal["recorded", "duplicate", "rejected"]
+    reason: str | None = None
+
+
 class IngestReport(BaseModel):
     recorded: int
     duplicates: int
     rejected: int
-    outcomes: list[ReadingOutcome] = Field(description="One per reading, in request order.")
+    outcomes: list[OutcomeView] = Field(description="One per reading, in request order.")
 
 
 def _parse(
@@ -99,9 +108,7 @@ def router(application: MetricsApplication) -> APIRouter:
             )
         readings, positions, outcomes = _parse(items, kpi)
         recorded = await asyncio.to_thread(application.record, readings, actor, correlation_id)
-        outcomes += [
-            outcome.model_copy(update={"index": positions[outcome.index]}) for outcome in recorded
-        ]
+        outcomes += [replace(outcome, index=positions[outcome.index]) for outcome in recorded]
         outcomes.sort(key=lambda outcome: outcome.index)
         if not isinstance(body, list):
             (single,) = outcomes
@@ -111,7 +118,7 @@ def router(application: MetricsApplication) -> APIRouter:
             recorded=sum(o.status == "recorded" for o in outcomes),
             duplicates=sum(o.status == "duplicate" for o in outcomes),
             rejected=sum(o.status == "rejected" for o in outcomes),
-            outcomes=outcomes,
+            outcomes=[OutcomeView(**asdict(outcome)) for outcome in outcomes],
         )
         code = status.HTTP_201_CREATED if report.recorded else status.HTTP_200_OK
         return JSONResponse(report.model_dump(mode="json"), status_code=code)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 from uuid import UUID
@@ -60,8 +61,11 @@ class KPICommand(BaseModel):
     description: str = Field(default="", max_length=5000)
 
 
-class ReadingOutcome(BaseModel):
-    index: int = Field(description="Position of the reading in the request or batch.")
+@dataclass(frozen=True, slots=True)
+class ReadingOutcome:
+    """What became of one reading (a slotted dataclass, not a model: one is made per reading)."""
+
+    index: int
     kpi: str | None
     reading_id: str | None
     status: Literal["recorded", "duplicate", "rejected"]
@@ -175,19 +179,20 @@ class MetricsApplication(ServiceApplication):
                     candidates[reading.kpi].append(index)
             touched: dict[str, KPI] = {}
             keys: list[tuple[str, str]] = []
+            seen = self.tracking_recorder.select_known_keys(
+                [(key, str(readings[i].reading_id)) for key, ids in candidates.items() for i in ids]
+            )
             for key, indexes in candidates.items():
-                ids = [str(readings[i].reading_id) for i in indexes]
-                seen = self.tracking_recorder.select_known_keys(key, ids)
                 for index in indexes:
                     reading = readings[index]
-                    reading_id = str(reading.reading_id)
-                    if reading_id in seen:
+                    pair = (key, str(reading.reading_id))
+                    if pair in seen:
                         outcomes[index] = _outcome(index, reading, "duplicate")
                         continue
-                    seen.add(reading_id)
+                    seen.add(pair)
                     kpi = touched[key] = self.kpis[key]
                     kpi.record(
-                        reading_id=reading_id,
+                        reading_id=pair[1],
                         value=reading.value,
                         observed_at=reading.observed_at,
                         source=reading.source,
@@ -195,7 +200,7 @@ class MetricsApplication(ServiceApplication):
                         actor=actor or reading.source,
                         correlation_id=correlation_id,
                     )
-                    keys.append((key, reading_id))
+                    keys.append(pair)
                     outcomes[index] = _outcome(index, reading, "recorded")
             if touched:
                 processing: ProcessingEvent[UUID] = ProcessingEvent()

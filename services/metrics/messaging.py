@@ -4,7 +4,6 @@ id, rejects to the DLQ), and stored events out to ``metrics.events`` through the
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from collections.abc import Sequence
 from typing import Any
@@ -14,6 +13,7 @@ from pydantic import ValidationError
 from contracts import (
     ContractModel,
     Envelope,
+    Health,
     KPIDefined,
     KPIDefinition,
     KPIReading,
@@ -39,17 +39,18 @@ def published_form(domain_event: Any) -> tuple[str, type[Envelope], ContractMode
         definition = KPIDefinition.model_validate(domain_event.definition)
         return definition.key, KPIDefined, definition
     if isinstance(domain_event, KPI.Recorded):
+        # Constructed, not validated: one per reading, from events validated when recorded.
         return (
             domain_event.kpi,
             KPIRecorded,
-            KPIRecordedPayload(
+            KPIRecordedPayload.model_construct(
                 kpi=domain_event.kpi,
                 value=domain_event.value,
                 observed_at=domain_event.observed_at,
                 source=domain_event.source,
                 reading_id=domain_event.reading_id,
                 unit=domain_event.unit,
-                health=domain_event.health,
+                health=Health(domain_event.health),
             ),
         )
     raise TypeError(f"no integration event for {type(domain_event).__qualname__}")
@@ -58,17 +59,19 @@ def published_form(domain_event: Any) -> tuple[str, type[Envelope], ContractMode
 def integration_event(domain_event: Any, position: int) -> Envelope:
     """The envelope the outbox publishes; the aggregate id (and Kafka key) is the KPI key."""
     key, event_class, payload = published_form(domain_event)
-    return event_class.model_validate(
-        {
-            "event_id": stable_event_id(PRODUCER, key, domain_event.originator_version),
-            "position": position,
-            "aggregate_id": key,
-            "aggregate_version": domain_event.originator_version,
-            "occurred_at": domain_event.timestamp,
-            "actor": domain_event.actor,
-            "correlation_id": domain_event.correlation_id,
-            "payload": payload,
-        }
+    return event_class.trusted(
+        event_id=stable_event_id(PRODUCER, key, domain_event.originator_version),
+        event_type=event_class.model_fields["event_type"].default,
+        schema_version=event_class.model_fields["schema_version"].default,
+        producer=PRODUCER,
+        position=position,
+        aggregate_id=key,
+        aggregate_version=domain_event.originator_version,
+        occurred_at=domain_event.timestamp,
+        actor=domain_event.actor,
+        causation_id=None,
+        correlation_id=domain_event.correlation_id,
+        payload=payload,
     )
 
 
@@ -81,12 +84,12 @@ def parse_reading(raw: bytes | None) -> KPIReading:
             f"message of {len(raw)} bytes exceeds {MAX_READING_BYTES} bytes", "oversized"
         )
     try:
-        decoded = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as error:
-        raise InvalidReading(f"not JSON: {error}", "not_json") from None
-    try:
-        return KPIReading.model_validate(decoded)
+        return KPIReading.model_validate_json(raw)
     except ValidationError as error:
+        if any(item["type"] == "json_invalid" for item in error.errors()):
+            raise InvalidReading(
+                f"not JSON: {describe_validation_error(error)}", "not_json"
+            ) from None
         raise InvalidReading(describe_validation_error(error), "invalid_fields") from None
 
 

@@ -19,9 +19,8 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from eventsourcing.persistence import Tracking
-from faststream.kafka import KafkaBroker
 
 from contracts import Envelope
 from services.shared.store import OUTBOX_TRACKING_PREFIX, ServiceApplication
@@ -76,7 +75,6 @@ class OutboxRelay:
     def __init__(
         self,
         application: ServiceApplication,
-        broker: KafkaBroker,
         topic: str,
         translate: Translator,
         client_options: dict[str, Any],
@@ -84,7 +82,6 @@ class OutboxRelay:
         poll_seconds: float = 1.0,
     ) -> None:
         self._application = application
-        self._broker = broker
         self._topic = topic
         self._translate = translate
         self._client_options = client_options
@@ -104,9 +101,27 @@ class OutboxRelay:
             self._loop.call_soon_threadsafe(self._wake.set)
 
     async def run(self) -> None:
-        """Publish until cancelled; survives broker outages by retrying with back-off."""
+        """Publish until cancelled; survives broker outages by retrying with back-off.
+
+        The relay has a producer of its own (idempotent, all replicas acknowledge), apart from
+        the service's FastStream broker: it sends whole batches and waits for them at once.
+        """
         self._loop = asyncio.get_running_loop()
         self._application.on_recorded(self.wake_up)
+        producer = AIOKafkaProducer(
+            enable_idempotence=True,  # no duplicates or reordering from producer retries
+            acks="all",
+            linger_ms=5,
+            max_batch_size=512 * 1024,
+            **self._client_options,
+        )
+        await producer.start()
+        try:
+            await self._relay(producer)
+        finally:
+            await producer.stop()
+
+    async def _relay(self, producer: AIOKafkaProducer) -> None:
         delay = 0.1
         resumed = False
         while True:
@@ -114,7 +129,7 @@ class OutboxRelay:
                 if not resumed:
                     self.position = await self._resume_position()
                     resumed = True
-                published = await self.publish_pending()
+                published = await self.publish_pending(producer)
                 delay = 0.1
             except asyncio.CancelledError:
                 raise
@@ -150,38 +165,37 @@ class OutboxRelay:
             )
         return resume
 
-    async def publish_pending(self) -> int:
-        """Publish the next batch of stored events; returns how many were published."""
-        notifications = await asyncio.to_thread(
-            self._application.tracking_recorder.select_notifications,
-            self.position + 1,
-            self._batch_size,
+    def _prepare(self) -> tuple[int, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]]:
+        """Read the next stored events and encode them (in a worker thread: this is CPU work
+        the event loop need not wait for). Returns the last position read and the messages."""
+        notifications = self._application.tracking_recorder.select_notifications(
+            self.position + 1, self._batch_size
         )
-        if not notifications:
-            await self._report_backlog()
-            return 0
-        confirmations = []
+        messages = []
         for notification in notifications:
             envelope = self._translate(
                 self._application.mapper.to_domain_event(notification), notification.id
             )
-            confirmations.append(
-                await self._broker.publish(
-                    envelope.to_json(),
-                    self._topic,
-                    key=envelope.key(),
-                    correlation_id=envelope.correlation_id or str(envelope.event_id),
-                    headers={
-                        "event_type": envelope.event_type,
-                        "schema_version": str(envelope.schema_version),
-                        "producer": envelope.producer,
-                        "content-type": "application/json",
-                    },
-                    no_confirm=True,
-                )
-            )
+            headers = [
+                ("event_type", envelope.event_type.encode()),
+                ("schema_version", str(envelope.schema_version).encode()),
+                ("producer", envelope.producer.encode()),
+                ("content-type", b"application/json"),
+            ]
+            messages.append((envelope.key(), envelope.to_json(), headers))
+        return (notifications[-1].id if notifications else self.position), messages
+
+    async def publish_pending(self, producer: AIOKafkaProducer) -> int:
+        """Publish the next batch of stored events; returns how many were published."""
+        last, messages = await asyncio.to_thread(self._prepare)
+        if not messages:
+            await self._report_backlog()
+            return 0
+        confirmations = [
+            await producer.send(self._topic, value, key=key, headers=headers)
+            for key, value, headers in messages
+        ]
         await asyncio.gather(*confirmations)
-        last = notifications[-1].id
         if last > self._recorded:  # a republished stretch was recorded before
             await asyncio.to_thread(
                 self._application.tracking_recorder.insert_tracking,
@@ -189,9 +203,9 @@ class OutboxRelay:
             )
             self._recorded = last
         self.position = last
-        OUTBOX_PUBLISHED.labels(self._topic).inc(len(notifications))
+        OUTBOX_PUBLISHED.labels(self._topic).inc(len(messages))
         await self._report_backlog()
-        return len(notifications)
+        return len(messages)
 
     async def _report_backlog(self) -> None:
         head = await asyncio.to_thread(self._application.max_position)

@@ -83,7 +83,6 @@ class ServiceRuntime:
             topic, translate = publishes
             self.relay = OutboxRelay(
                 application,
-                self.broker,
                 topic,
                 translate,
                 settings.kafka_client_options(),

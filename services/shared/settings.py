@@ -48,9 +48,9 @@ class Settings(BaseSettings):
     #: 0 means the service's default port (goal 8001, metrics 8002, alignment 8003).
     http_port: int = 0
 
-    outbox_batch_size: int = Field(default=500, ge=1)
+    outbox_batch_size: int = Field(default=2000, ge=1)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
-    consumer_max_records: int = Field(default=500, ge=1)
+    consumer_max_records: int = Field(default=2000, ge=1)
     #: A KPI unhealthy this long without meaningful change is stagnant (ISO-8601 or seconds).
     stagnation_window: timedelta = timedelta(days=14)
     #: "Meaningful change": a move of at least this fraction of the KPI's warning-to-target gap.

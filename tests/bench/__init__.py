@@ -1,0 +1,1 @@
+"""``make bench``: throughput and memory figures, printed as a table (never asserted)."""

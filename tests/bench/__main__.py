@@ -1,0 +1,208 @@
+"""``make bench``: measure, on one fresh broker, a raw consume-and-produce pass-through and the
+metrics service's sustained ingest (``kpi.readings`` to ``KPIRecorded`` stored and published),
+and print them as a Markdown table (also written to ``var/bench/results.json``).
+
+``BENCH_SCALE`` multiplies the number of readings (default 1: 100,000 readings).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import httpx
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from contracts import KPI_READINGS
+from services.shared.broker import TOPIC_PARTITIONS, EmbeddedBroker, ensure_topics
+from tests.support import ServiceProcess, free_port, wait_for
+
+RESULTS = Path("var/bench/results.json")
+KPI_COUNT = 100
+
+
+@dataclass
+class Figure:
+    name: str
+    value: float
+    unit: str
+    note: str = ""
+
+
+def readings(count: int) -> list[tuple[bytes, bytes]]:
+    """Distinct readings spread over ``KPI_COUNT`` KPIs, keyed by KPI as sources do."""
+    start = datetime(2026, 10, 1, tzinfo=UTC)
+    messages = []
+    for n in range(count):
+        kpi = f"kpi_{n % KPI_COUNT:03d}"
+        reading = {
+            "kpi": kpi,
+            "value": float(n % 977),
+            "source": "bench",
+            "reading_id": f"r{n}",
+            "observed_at": (start + timedelta(seconds=n)).isoformat(),
+        }
+        messages.append((kpi.encode(), json.dumps(reading).encode()))
+    return messages
+
+
+async def produce(bootstrap: str, topic: str, messages: list[tuple[bytes, bytes]]) -> float:
+    """Produce everything; returns when the first message was sent (monotonic)."""
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    await producer.start()
+    try:
+        began = time.monotonic()
+        pending = [await producer.send(topic, value, key=key) for key, value in messages]
+        await asyncio.gather(*pending)
+        return began
+    finally:
+        await producer.stop()
+
+
+async def pass_through(bootstrap: str, messages: list[tuple[bytes, bytes]]) -> float:
+    """Messages/s of a raw consume-and-produce loop (no processing) through the broker."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    partitions = TOPIC_PARTITIONS[KPI_READINGS]
+    await admin.create_topics(
+        [NewTopic("bench.source", partitions, 1), NewTopic("bench.sink", partitions, 1)]
+    )
+    await admin.close()
+    await produce(bootstrap, "bench.source", messages)
+    consumer = AIOKafkaConsumer(
+        "bench.source",
+        bootstrap_servers=bootstrap,
+        group_id="bench-pass-through",
+        auto_offset_reset="earliest",
+        max_poll_records=2000,
+    )
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    await consumer.start()
+    await producer.start()
+    try:
+        moved, began = 0, None
+        while moved < len(messages):
+            batches = await consumer.getmany(timeout_ms=1000, max_records=2000)
+            if began is None and batches:
+                began = time.monotonic()
+            sent = [
+                await producer.send("bench.sink", record.value, key=record.key)
+                for records in batches.values()
+                for record in records
+            ]
+            await asyncio.gather(*sent)
+            await consumer.commit()
+            moved += len(sent)
+        assert began is not None
+        return moved / (time.monotonic() - began)
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def peak_rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def ingest(bootstrap: str, root: Path, messages: list[tuple[bytes, bytes]]) -> list[Figure]:
+    data_dir = root / "metrics"
+    data_dir.mkdir()
+    service = ServiceProcess("metrics", data_dir, bootstrap).start()
+    try:
+        for n in range(KPI_COUNT):
+            httpx.put(
+                f"{service.url}/kpis/kpi_{n:03d}",
+                json={
+                    "name": f"KPI {n}",
+                    "direction": "higher_is_better",
+                    "target": 500,
+                    "warning": 250,
+                    "interval": "PT1H",
+                },
+            ).raise_for_status()
+        expected = len(messages) + KPI_COUNT  # one event per reading, one per definition
+
+        stored_at: list[float] = []
+
+        def all_published() -> bool:
+            readiness = service.readiness()
+            if not stored_at and readiness["log_position"] >= expected:
+                stored_at.append(time.monotonic())
+            return bool(readiness["outbox_position"] >= expected)
+
+        began = asyncio.run(produce(bootstrap, KPI_READINGS, messages))
+        wait_for(all_published, within=3600, what="every reading stored and published")
+        elapsed = time.monotonic() - began
+        stored = stored_at[0] - began
+        assert service.process is not None
+        rss = peak_rss_bytes(service.process.pid)
+    finally:
+        service.stop()
+    return [
+        Figure(
+            "ingest",
+            len(messages) / elapsed,
+            "readings/s",
+            "kpi.readings -> KPIRecorded stored and published",
+        ),
+        Figure(
+            "ingest (stored only)",
+            len(messages) / stored,
+            "readings/s",
+            "kpi.readings -> KPIRecorded stored, publishing still behind",
+        ),
+        Figure("metrics peak RSS", rss / 2**20, "MiB", f"after {len(messages):,} readings"),
+    ]
+
+
+def main() -> None:
+    scale = float(os.environ.get("BENCH_SCALE", "1"))
+    count = int(100_000 * scale)
+    root = Path(tempfile.mkdtemp(prefix="okr-bench-"))
+    broker = EmbeddedBroker(root / "kafka", port=free_port())
+    broker.start()
+    try:
+        asyncio.run(ensure_topics({"bootstrap_servers": broker.bootstrap_servers}))
+        messages = readings(count)
+        limit = asyncio.run(pass_through(broker.bootstrap_servers, messages))
+        figures = [
+            Figure(
+                "pass-through limit", limit, "messages/s", "raw consume-and-produce, same broker"
+            )
+        ]
+        figures += ingest(broker.bootstrap_servers, root, messages)
+        figures.insert(
+            3, Figure("ingest / limit", figures[1].value / limit, "ratio", "target: at least 1/3")
+        )
+    finally:
+        broker.stop()
+        shutil.rmtree(root, ignore_errors=True)
+    print(
+        f"\n{count:,} readings, {KPI_COUNT} KPIs, {os.cpu_count()} cores, "
+        f"Python {platform.python_version()}\n"
+    )
+    print("| figure | value | unit | note |\n|---|---:|---|---|")
+    for figure in figures:
+        value = f"{figure.value:,.2f}" if figure.value < 10 else f"{figure.value:,.0f}"
+        print(f"| {figure.name} | {value} | {figure.unit} | {figure.note} |")
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(
+        json.dumps({"readings": count, "figures": [asdict(f) for f in figures]}, indent=2) + "\n"
+    )
+    print(f"\nwritten to {RESULTS}")
+
+
+if __name__ == "__main__":
+    main()
