@@ -25,7 +25,7 @@ from services.shared.broker import EmbeddedBroker, broker_answers, ensure_topics
 from services.shared.settings import DEFAULT_PORTS, Settings
 
 #: The services that exist so far, in start order.
-SERVICES = ("goal", "metrics")
+SERVICES = ("goal", "metrics", "alignment")
 READY_TIMEOUT = 60.0
 
 

@@ -41,6 +41,8 @@ class UnitOfWork:
     def __init__(self, application: ServiceApplication) -> None:
         self._application = application
         self._aggregates: dict[UUID, Aggregate] = {}
+        #: Room for a policy to gather what it coalesces in ``finish`` (one batch's worth).
+        self.scratch: dict[str, Any] = {}
 
     def get(self, aggregate_id: UUID) -> Aggregate | None:
         if aggregate_id not in self._aggregates:
@@ -60,12 +62,15 @@ class UnitOfWork:
 
 
 class Policy(Protocol):
-    """What a service does with one integration event: change aggregates through ``unit``.
+    """What a service does with consumed integration events, through a batch's ``unit``."""
 
-    Raising any exception refuses the event: it goes to the DLQ with the exception as reason.
-    """
+    def apply(self, event: Envelope, unit: UnitOfWork) -> None:
+        """Change aggregates for one event. Raising refuses the event: it goes to the DLQ with
+        the exception as the reason, and the batch is applied without it."""
 
-    def __call__(self, event: Envelope, unit: UnitOfWork) -> None: ...
+    def finish(self, unit: UnitOfWork) -> None:
+        """Called once per batch after every event: the place to coalesce work (one score per
+        key result per batch, not one per reading). Raising fails the batch (redelivered)."""
 
 
 @dataclass(frozen=True)
@@ -110,7 +115,8 @@ class TrackedConsumer:
     def _apply(self, parsed: list[tuple[ConsumedRecord, Envelope]]) -> list[Refused]:
         for attempt in range(CONFLICT_RETRIES):
             try:
-                return self._apply_once(parsed)
+                with self._application.write_lock:
+                    return self._apply_once(parsed)
             except IntegrityError:
                 if attempt == CONFLICT_RETRIES - 1:
                     raise
@@ -145,7 +151,7 @@ class TrackedConsumer:
                 if index in refused:
                     continue
                 try:
-                    self._policy(event, unit)
+                    self._policy.apply(event, unit)
                 except Exception as error:
                     # Partial changes may sit in the unit: start the batch over without it.
                     refused[index] = Refused(record, f"{type(error).__name__}: {error}", "refused")
@@ -153,6 +159,7 @@ class TrackedConsumer:
                     break
             if failed is None:
                 break
+        self._policy.finish(unit)
         trackings = [Tracking(event.producer, event.position) for _, event in fresh]
         self._application.record_batch(unit.processing_event(), trackings)
         MESSAGES_APPLIED.labels(self._topic, "applied").inc(len(fresh) - len(refused))

@@ -33,8 +33,9 @@ from services.shared.telemetry import (
 
 log = logging.getLogger(__name__)
 
-#: Turns one stored domain event (and its log position) into the integration event to publish.
-Translator = Callable[[Any, int], Envelope]
+#: Turns one stored domain event (and its log position) into the integration event to publish,
+#: or None for an event that stays internal to the service.
+Translator = Callable[[Any, int], Envelope | None]
 
 
 async def published_tail_position(client_options: dict[str, Any], topic: str) -> int | None:
@@ -176,6 +177,8 @@ class OutboxRelay:
             envelope = self._translate(
                 self._application.mapper.to_domain_event(notification), notification.id
             )
+            if envelope is None:
+                continue
             headers = [
                 ("event_type", envelope.event_type.encode()),
                 ("schema_version", str(envelope.schema_version).encode()),
@@ -186,9 +189,10 @@ class OutboxRelay:
         return (notifications[-1].id if notifications else self.position), messages
 
     async def publish_pending(self, producer: AIOKafkaProducer) -> int:
-        """Publish the next batch of stored events; returns how many were published."""
+        """Publish the next batch of stored events; returns how many log positions it moved
+        past (internal events move the position without a message)."""
         last, messages = await asyncio.to_thread(self._prepare)
-        if not messages:
+        if last == self.position:
             await self._report_backlog()
             return 0
         confirmations = [
@@ -202,10 +206,10 @@ class OutboxRelay:
                 Tracking(self._tracking_name, last),
             )
             self._recorded = last
-        self.position = last
+        advanced, self.position = last - self.position, last
         OUTBOX_PUBLISHED.labels(self._topic).inc(len(messages))
         await self._report_backlog()
-        return len(messages)
+        return advanced
 
     async def _report_backlog(self) -> None:
         head = await asyncio.to_thread(self._application.max_position)

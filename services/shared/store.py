@@ -153,6 +153,9 @@ class ServiceApplication(Application[UUID]):
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
         self._listeners: list[Callable[[], None]] = []
+        #: Held by every writer that reads aggregates, decides and commits (consumed batches,
+        #: timers): two such writers in one process would only conflict and retry.
+        self.write_lock = threading.RLock()
         self._listeners_lock = threading.Lock()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:

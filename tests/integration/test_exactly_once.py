@@ -52,13 +52,17 @@ class TallyApplication(ServiceApplication):
     name = "tally"
 
 
-def tally(event: Envelope, unit: UnitOfWork) -> None:
-    if isinstance(event, ObjectiveArchived) and event.payload.reason == "poison":
-        raise ValueError("the tally refuses poison")
-    found = unit.get(Tally.create_id(event.aggregate_id))
-    counter = found if isinstance(found, Tally) else Tally(event.aggregate_id)
-    counter.count(event.position)
-    unit.add(counter)
+class TallyPolicy:
+    def apply(self, event: Envelope, unit: UnitOfWork) -> None:
+        if isinstance(event, ObjectiveArchived) and event.payload.reason == "poison":
+            raise ValueError("the tally refuses poison")
+        found = unit.get(Tally.create_id(event.aggregate_id))
+        counter = found if isinstance(found, Tally) else Tally(event.aggregate_id)
+        counter.count(event.position)
+        unit.add(counter)
+
+    def finish(self, unit: UnitOfWork) -> None:
+        pass  # nothing to coalesce
 
 
 def tallies(settings: Settings) -> dict[str, list[int]]:
@@ -89,7 +93,7 @@ async def produce(bootstrap: str, messages: list[tuple[bytes | None, bytes]]) ->
 async def consume_all(settings: Settings) -> None:
     """Run a tally consumer until its group has committed the whole topic."""
     runtime = ServiceRuntime(settings, TallyApplication(env=store_environment(settings)), None)
-    runtime.consume(GOAL_EVENTS, tally)
+    runtime.consume(GOAL_EVENTS, TallyPolicy())
     await runtime.start()
     try:
         await wait_until(

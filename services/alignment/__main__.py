@@ -1,0 +1,48 @@
+"""Run the alignment service: ``python -m services.alignment`` (settings from the environment)."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from fastapi import FastAPI
+
+from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, METRICS_EVENTS
+from services.alignment.api import router
+from services.alignment.application import AlignmentApplication, AlignmentPolicy
+from services.alignment.messaging import integration_event
+from services.shared.http import create_http_app
+from services.shared.runtime import ServiceRuntime
+from services.shared.settings import Settings
+from services.shared.store import store_environment
+
+
+def create_app(settings: Settings) -> FastAPI:
+    # Tracks are read on every batch: keep them in the repository's cache.
+    env = store_environment(settings) | {"AGGREGATE_CACHE_MAXSIZE": "100000"}
+    application = AlignmentApplication(env=env)
+    runtime = ServiceRuntime(settings, application, (ALIGNMENT_EVENTS, integration_event))
+    policy = AlignmentPolicy(application)
+    runtime.consume(GOAL_EVENTS, policy)
+    runtime.consume(METRICS_EVENTS, policy)
+    return create_http_app(
+        runtime,
+        title="OKR alignment service",
+        description="Alignment graph, live scores and gaps; consumes goal.events and "
+        "metrics.events, publishes alignment.events.",
+        routers=[router(application)],
+    )
+
+
+def main() -> None:
+    settings = Settings(service="alignment")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s alignment %(levelname)s %(message)s"
+    )
+    uvicorn.run(
+        create_app(settings), host=settings.http_host, port=settings.port, log_level="warning"
+    )
+
+
+if __name__ == "__main__":
+    main()

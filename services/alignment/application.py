@@ -1,0 +1,492 @@
+"""The alignment service's application: it applies goal and metrics events to the alignment
+graph, scores key results and objectives, and keeps the gaps; and it answers the queries."""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.persistence import Recording
+from eventsourcing.utils import get_topic
+
+from contracts import (
+    Aggregation,
+    Envelope,
+    KeyResultCheckedIn,
+    KeyResultDefinition,
+    KeyResultKind,
+    KPIDefined,
+    KPIRecorded,
+    ObjectiveArchived,
+    ObjectiveSet,
+    PaceStatus,
+)
+from services.alignment.domain import GAP_BOARD_ID, GapBoard, KPITrack, ObjectiveTrack
+from services.alignment.gaps import KPIFacts, ObjectiveFacts, detect_gaps
+from services.alignment.scoring import (
+    PaceThresholds,
+    ReadingRef,
+    WindowStats,
+    clamp,
+    expected_fraction,
+    in_window,
+    milestone_progress,
+    pace,
+    period_bounds,
+    progress,
+    succeeded,
+    weighted_mean,
+)
+from services.shared.consumer import UnitOfWork
+from services.shared.errors import NotFound
+from services.shared.store import ServiceApplication
+
+#: Roll-ups propagate up the cascade; a cycle cannot exist (the goal service refuses them),
+#: but a bound keeps a bad producer from looping the consumer.
+MAX_CASCADE_DEPTH = 50
+DEFAULT_PACE = PaceThresholds()
+
+
+class AlignmentApplication(ServiceApplication):
+    name = "alignment"
+
+    def __init__(
+        self, env: dict[str, str] | None = None, thresholds: PaceThresholds = DEFAULT_PACE
+    ) -> None:
+        super().__init__(env)
+        self.thresholds = thresholds
+        self._index_lock = threading.Lock()
+        #: objective id -> track id, and KPI key -> objective ids linking it (kpi KRs).
+        self.objectives: dict[str, UUID] = {}
+        self.kpi_links: dict[str, set[str]] = defaultdict(set)
+        self.kpis: set[str] = set()
+        for topic in (ObjectiveTrack.Defined, ObjectiveTrack.Redefined, KPITrack.Defined):
+            for notification in self._notifications(get_topic(topic)):
+                self._index(self.mapper.to_domain_event(notification))
+
+    def _notifications(self, topic: str) -> Iterator[Any]:
+        position = 0
+        while True:
+            page = self.recorder.select_notifications(position + 1, 1000, topics=[topic])
+            yield from page
+            if len(page) < 1000:
+                return
+            position = page[-1].id
+
+    def _notify(self, recordings: list[Recording[UUID]]) -> None:
+        for recording in recordings:
+            self._index(recording.domain_event)
+        super()._notify(recordings)
+
+    def _index(self, domain_event: Any) -> None:
+        with self._index_lock:
+            if isinstance(domain_event, ObjectiveTrack.Defined):
+                self.objectives[domain_event.objective_id] = domain_event.originator_id
+            if isinstance(domain_event, ObjectiveTrack.Defined | ObjectiveTrack.Redefined):
+                objective_id = str(domain_event.definition["id"])
+                for links in self.kpi_links.values():
+                    links.discard(objective_id)
+                for key_result in domain_event.definition["key_results"]:
+                    if key_result.get("kind") == "kpi" and key_result.get("kpi"):
+                        self.kpi_links[key_result["kpi"]].add(objective_id)
+            elif isinstance(domain_event, KPITrack.Defined):
+                self.kpis.add(domain_event.key)
+
+    # -- queries ----------------------------------------------------------------------------
+
+    def track(self, objective_id: str) -> ObjectiveTrack:
+        track_id = self.objectives.get(objective_id)
+        if track_id is None:
+            raise NotFound(f"no objective {objective_id}")
+        found: ObjectiveTrack = self.repository.get(track_id)
+        return found
+
+    def tracks(self) -> list[ObjectiveTrack]:
+        with self._index_lock:
+            ids = list(self.objectives.values())
+        return [self.repository.get(track_id) for track_id in ids]
+
+    def kpi_track(self, key: str) -> KPITrack | None:
+        try:
+            found: KPITrack = self.repository.get(KPITrack.create_id(key))
+            return found
+        except AggregateNotFoundError:
+            return None
+
+    def open_gaps(self) -> list[dict[str, Any]]:
+        try:
+            board: GapBoard = self.repository.get(GAP_BOARD_ID)
+        except AggregateNotFoundError:
+            return []
+        return list(board.open.values())
+
+    def key_result_history(self, key_result_id: str) -> list[dict[str, Any]]:
+        """Every published evaluation of a key result, oldest first."""
+        for track in self.tracks():
+            if any(kr.id == key_result_id for kr in track.definition.key_results):
+                return [
+                    {
+                        "score": e.score,
+                        "progress": e.progress,
+                        "value": e.value,
+                        "expected": e.expected,
+                        "status": e.status,
+                        "as_of": e.as_of,
+                        "lineage": e.lineage,
+                    }
+                    for e in self.events.get(track.id)
+                    if isinstance(e, ObjectiveTrack.KeyResultEvaluated)
+                    and e.key_result_id == key_result_id
+                    and e.published
+                ]
+        raise NotFound(f"no key result {key_result_id}")
+
+
+@dataclass
+class Batch:
+    """What one consumed batch changed, gathered by ``apply`` and settled by ``finish``."""
+
+    readings: dict[str, list[tuple[ReadingRef, str]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    arrived: dict[str, datetime] = field(default_factory=dict)
+    redefined: set[str] = field(default_factory=set)
+    dirty: set[tuple[str, str]] = field(default_factory=set)
+    lineage: dict[tuple[str, str], list[dict[str, Any]]] = field(
+        default_factory=lambda: defaultdict(list)
+    )
+    tracks: dict[str, ObjectiveTrack] = field(default_factory=dict)
+    kpis: dict[str, KPITrack] = field(default_factory=dict)
+
+
+class AlignmentPolicy:
+    """Applies goal and metrics events to the graph; scores once per batch in ``finish``."""
+
+    def __init__(self, application: AlignmentApplication) -> None:
+        self.application = application
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    # -- per event --------------------------------------------------------------------------
+
+    def apply(self, event: Envelope, unit: UnitOfWork) -> None:
+        batch: Batch = unit.scratch.setdefault("batch", Batch())
+        if isinstance(event, ObjectiveSet):
+            definition = event.payload
+            track = self._track(unit, batch, definition.id)
+            if track is None:
+                track = ObjectiveTrack(
+                    definition.id, definition.model_dump(mode="json"), event.position
+                )
+                batch.tracks[definition.id] = track
+                unit.add(track)
+            else:
+                track.redefine(definition.model_dump(mode="json"), event.position)
+            batch.redefined.add(definition.id)
+            batch.dirty.update((definition.id, kr.id) for kr in definition.key_results)
+        elif isinstance(event, ObjectiveArchived):
+            track = self._require_track(unit, batch, event.payload.objective_id)
+            track.archive(event.position)
+            batch.dirty.update((track.objective_id, kr.id) for kr in track.definition.key_results)
+        elif isinstance(event, KeyResultCheckedIn):
+            check_in = event.payload
+            track = self._require_track(unit, batch, check_in.objective_id)
+            track.check_in(
+                check_in.key_result_id,
+                check_in.value,
+                check_in.done,
+                check_in.checklist_done,
+                check_in.confidence,
+                event.position,
+            )
+            batch.dirty.add((check_in.objective_id, check_in.key_result_id))
+            batch.lineage[(check_in.objective_id, check_in.key_result_id)].append(
+                {"producer": "goal", "position": event.position, "event_type": "KeyResultCheckedIn"}
+            )
+        elif isinstance(event, KPIDefined):
+            self._kpi(unit, batch, event.payload.key).redefine(
+                event.payload.model_dump(mode="json")
+            )
+        elif isinstance(event, KPIRecorded):
+            reading = event.payload
+            reference = ReadingRef(
+                reading.reading_id, reading.value, reading.observed_at, event.position
+            )
+            batch.readings[reading.kpi].append((reference, reading.health.value))
+            batch.arrived[reading.kpi] = max(
+                event.occurred_at, batch.arrived.get(reading.kpi, event.occurred_at)
+            )
+        else:
+            raise TypeError(f"the alignment service does not consume {event.event_type}")
+
+    # -- per batch --------------------------------------------------------------------------
+
+    def finish(self, unit: UnitOfWork) -> None:
+        batch: Batch | None = unit.scratch.get("batch")
+        if batch is None:
+            return
+        now = self.clock()
+        for objective_id in batch.redefined:
+            self._backfill(unit, batch, objective_id)
+        for key, readings in batch.readings.items():
+            self._fold_readings(unit, batch, key, readings)
+        self._evaluate(unit, batch, now)
+        self._settle_gaps(unit, batch, now)
+
+    def _track(self, unit: UnitOfWork, batch: Batch, objective_id: str) -> ObjectiveTrack | None:
+        if objective_id in batch.tracks:
+            return batch.tracks[objective_id]
+        found = unit.get(ObjectiveTrack.create_id(objective_id))
+        if isinstance(found, ObjectiveTrack):
+            batch.tracks[objective_id] = found
+            return found
+        return None
+
+    def _require_track(self, unit: UnitOfWork, batch: Batch, objective_id: str) -> ObjectiveTrack:
+        track = self._track(unit, batch, objective_id)
+        if track is None:
+            raise LookupError(f"objective {objective_id} was never set")
+        return track
+
+    def _kpi(self, unit: UnitOfWork, batch: Batch, key: str) -> KPITrack:
+        if key not in batch.kpis:
+            found = unit.get(KPITrack.create_id(key))
+            kpi = found if isinstance(found, KPITrack) else KPITrack(key, None)
+            unit.add(kpi)
+            batch.kpis[key] = kpi
+        return batch.kpis[key]
+
+    def _linked(self, unit: UnitOfWork, batch: Batch, key: str) -> list[ObjectiveTrack]:
+        ids = set(self.application.kpi_links.get(key, ())) | {
+            objective_id
+            for objective_id, track in batch.tracks.items()
+            if any(kr.kpi == key for kr in track.definition.key_results)
+        }
+        tracks = [self._track(unit, batch, objective_id) for objective_id in sorted(ids)]
+        return [t for t in tracks if t is not None and t.active]
+
+    def _backfill(self, unit: UnitOfWork, batch: Batch, objective_id: str) -> None:
+        """Score a (re)defined objective's kpi key results over the readings already applied."""
+        track = batch.tracks[objective_id]
+        for key_result in track.definition.key_results:
+            if key_result.kind is not KeyResultKind.kpi or not key_result.kpi:
+                continue
+            stats = WindowStats()
+            kpi = self._kpi(unit, batch, key_result.kpi)
+            for stored in self.application.events.get(kpi.id):
+                if isinstance(stored, KPITrack.ReadingsApplied):
+                    for item in stored.readings:
+                        reference = ReadingRef(
+                            item["reading_id"],
+                            item["value"],
+                            datetime.fromisoformat(item["observed_at"]),
+                            item["position"],
+                        )
+                        if in_window(
+                            reference.observed_at,
+                            track.definition.period.start,
+                            track.definition.period.end,
+                        ):
+                            stats.add(reference)
+            track.stats[key_result.id] = stats
+
+    def _fold_readings(
+        self, unit: UnitOfWork, batch: Batch, key: str, readings: list[tuple[ReadingRef, str]]
+    ) -> None:
+        kpi = self._kpi(unit, batch, key)
+        kpi.apply_readings(
+            [
+                {
+                    "reading_id": r.reading_id,
+                    "value": r.value,
+                    "observed_at": r.observed_at.isoformat(),
+                    "position": r.position,
+                    "health": health,
+                }
+                for r, health in readings
+            ],
+            batch.arrived[key],
+        )
+        for track in self._linked(unit, batch, key):
+            period = track.definition.period
+            for key_result in track.definition.key_results:
+                if key_result.kind is not KeyResultKind.kpi or key_result.kpi != key:
+                    continue
+                stats = track.stats.setdefault(key_result.id, WindowStats())
+                for reference, _ in readings:
+                    if in_window(reference.observed_at, period.start, period.end):
+                        stats.add(reference)
+                        batch.dirty.add((track.objective_id, key_result.id))
+                        batch.lineage[(track.objective_id, key_result.id)].append(
+                            {
+                                "producer": "metrics",
+                                "position": reference.position,
+                                "event_type": "KPIRecorded",
+                                "reading_id": reference.reading_id,
+                                "observed_at": reference.observed_at.isoformat(),
+                            }
+                        )
+
+    def _evaluate(self, unit: UnitOfWork, batch: Batch, now: datetime) -> None:
+        """Evaluate every key result whose inputs changed, then their objectives, then the
+        roll-ups above them, level by level, all in this batch."""
+        dirty = set(batch.dirty)
+        for _ in range(MAX_CASCADE_DEPTH):
+            changed_objectives: set[str] = set()
+            for objective_id in sorted({o for o, _ in dirty}):
+                track = self._track(unit, batch, objective_id)
+                if track is None:
+                    continue
+                for key_result in track.definition.key_results:
+                    if (objective_id, key_result.id) in dirty:
+                        self._evaluate_key_result(unit, batch, track, key_result, now)
+                if self._evaluate_objective(track, now):
+                    changed_objectives.add(objective_id)
+            dirty = set()
+            for objective_id in changed_objectives:
+                definition = batch.tracks[objective_id].definition
+                if definition.parent_id and definition.parent_key_result_id:
+                    dirty.add((definition.parent_id, definition.parent_key_result_id))
+            if not dirty:
+                return
+
+    def _evaluate_key_result(
+        self,
+        unit: UnitOfWork,
+        batch: Batch,
+        track: ObjectiveTrack,
+        key_result: KeyResultDefinition,
+        now: datetime,
+    ) -> None:
+        period = track.definition.period
+        value: float | None = None
+        stats: WindowStats | None = None
+        if key_result.kind is KeyResultKind.milestone:
+            check_in = track.check_ins.get(key_result.id, {})
+            fraction = milestone_progress(
+                check_in.get("done"), key_result.checklist, check_in.get("checklist_done")
+            )
+            value = fraction
+        elif key_result.kind is KeyResultKind.rollup:
+            children = [
+                child
+                for child in self._children(unit, batch, track.objective_id)
+                if child.definition.parent_key_result_id == key_result.id and child.active
+            ]
+            mean = weighted_mean(
+                ((child.evaluation or {}).get("score", 0.0), child.definition.weight)
+                for child in children
+            )
+            fraction = value = mean if mean is not None else 0.0
+        else:
+            if key_result.kind is KeyResultKind.kpi:
+                stats = track.stats.setdefault(key_result.id, WindowStats())
+                value = stats.value(key_result.aggregation or Aggregation.latest)
+            else:
+                value = track.check_ins.get(key_result.id, {}).get("value")
+            assert key_result.baseline is not None
+            assert key_result.target is not None
+            fraction = (
+                progress(value, key_result.baseline, key_result.target)
+                if value is not None
+                else 0.0
+            )
+        expected = expected_fraction(period.start, period.end, now)
+        track.record_key_result(
+            key_result.id,
+            stats=stats,
+            value=value,
+            progress=fraction,
+            score=clamp(fraction),
+            expected=expected,
+            status=pace(fraction, expected, self.application.thresholds),
+            as_of=now,
+            lineage=batch.lineage.get((track.objective_id, key_result.id), []),
+        )
+
+    def _children(self, unit: UnitOfWork, batch: Batch, objective_id: str) -> list[ObjectiveTrack]:
+        ids = [o for o in self.application.objectives if o != objective_id] + [
+            o for o in batch.tracks if o not in self.application.objectives
+        ]
+        children = []
+        for child_id in ids:
+            child = self._track(unit, batch, child_id)
+            if child is not None and child.definition.parent_id == objective_id:
+                children.append(child)
+        return children
+
+    def _evaluate_objective(self, track: ObjectiveTrack, now: datetime) -> bool:
+        definition = track.definition
+        if not track.active:
+            return False
+        score = (
+            weighted_mean(
+                (track.evaluations.get(kr.id, {}).get("score", 0.0), kr.weight)
+                for kr in definition.key_results
+            )
+            or 0.0
+        )
+        expected = expected_fraction(definition.period.start, definition.period.end, now)
+        _, ends = period_bounds(definition.period.start, definition.period.end)
+        final = now >= ends
+        return track.record_objective(
+            score=score,
+            expected=expected,
+            status=PaceStatus.achieved
+            if score >= 1.0
+            else pace(score, expected, self.application.thresholds),
+            as_of=now,
+            final=final,
+            success=succeeded(score, definition.type) if final else None,
+        )
+
+    def _settle_gaps(self, unit: UnitOfWork, batch: Batch, now: datetime) -> None:
+        tracks = {t.objective_id: t for t in self.application.tracks()} | batch.tracks
+        facts = [
+            ObjectiveFacts(
+                track.definition,
+                frozenset(
+                    kr.id
+                    for kr in track.definition.key_results
+                    if track.check_ins.get(kr.id, {}).get("value") is not None
+                    or (kr.id in track.stats and track.stats[kr.id].count > 0)
+                ),
+            )
+            for track in tracks.values()
+        ]
+        keys = self.application.kpis | set(batch.kpis)
+        kpi_facts = []
+        for key in sorted(keys):
+            kpi = batch.kpis.get(key) or self.application.kpi_track(key)
+            if kpi is None or kpi.definition is None:
+                continue
+            kpi_facts.append(
+                KPIFacts(
+                    key,
+                    kpi.health,
+                    kpi.last_arrival,
+                    timedelta(seconds=kpi.definition.interval_seconds),
+                )
+            )
+        gaps = detect_gaps(facts, kpi_facts, now)
+        found = unit.get(GAP_BOARD_ID)
+        board = found if isinstance(found, GapBoard) else GapBoard()
+        opened = set(gaps) - set(board.open)
+        closed = set(board.open) - set(gaps)
+        for gap_id in sorted(opened):
+            gap = gaps[gap_id]
+            board.open_gap(
+                gap_id, gap.kind.value, gap.subject, gap.message, gap.owner, gap.period, now
+            )
+        for gap_id in sorted(closed):
+            closing = board.open[gap_id]
+            board.close_gap(
+                gap_id, closing["kind"], closing["subject"], "the condition no longer holds"
+            )
+        if opened or closed or found is None:
+            unit.add(board)

@@ -1,0 +1,355 @@
+"""The alignment graph as aggregates (no I/O).
+
+- ``ObjectiveTrack``: one per objective. It mirrors the goal events it applied (definition,
+  check-ins, archive) and records each evaluation of its key results and of itself. An
+  evaluation carries the window statistics of its KPI readings, so replaying the track
+  restores them; it is *published* (as ``KeyResultScored`` / ``ObjectiveScored``) only when
+  a score or status changed.
+- ``KPITrack``: one per KPI: its definition, health and the readings applied (one event per
+  KPI per batch), kept so that a key result linked later can be scored over past readings.
+- ``GapBoard``: the open gaps; one event per gap opened or closed.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import asdict
+from datetime import datetime
+from typing import Any
+
+from eventsourcing.domain import Aggregate, event
+
+from contracts import (
+    Health,
+    KPIDefinition,
+    ObjectiveDefinition,
+    ObjectiveStatus,
+    PaceStatus,
+)
+from services.alignment.scoring import ReadingRef, WindowStats
+
+NAMESPACE = uuid.UUID("3a0f4b52-6f3d-4e8a-9c51-7d2e8b1f4c60")
+GAP_BOARD_ID = uuid.uuid5(NAMESPACE, "gap-board")
+
+
+def stats_from_dict(raw: dict[str, Any]) -> WindowStats:
+    def ref(item: dict[str, Any] | None) -> ReadingRef | None:
+        if item is None:
+            return None
+        observed = item["observed_at"]
+        return ReadingRef(
+            item["reading_id"],
+            item["value"],
+            observed if isinstance(observed, datetime) else datetime.fromisoformat(observed),
+            item["position"],
+        )
+
+    return WindowStats(
+        raw["count"], raw["total"], ref(raw["low"]), ref(raw["high"]), ref(raw["latest"])
+    )
+
+
+def stats_to_dict(stats: WindowStats) -> dict[str, Any]:
+    raw = asdict(stats)
+    for name in ("low", "high", "latest"):
+        if raw[name] is not None:
+            raw[name]["observed_at"] = raw[name]["observed_at"].isoformat()
+    return raw
+
+
+class ObjectiveTrack(Aggregate):
+    @staticmethod
+    def create_id(objective_id: str) -> uuid.UUID:
+        return uuid.uuid5(NAMESPACE, f"objective/{objective_id}")
+
+    class Defined(Aggregate.Created):
+        objective_id: str
+        definition: dict[str, Any]
+        position: int
+
+    class Redefined(Aggregate.Event):
+        definition: dict[str, Any]
+        position: int
+
+    class CheckedIn(Aggregate.Event):
+        key_result_id: str
+        value: float | None
+        done: bool | None
+        checklist_done: list[str] | None
+        confidence: int | None
+        position: int
+
+    class Archived(Aggregate.Event):
+        position: int
+
+    class KeyResultEvaluated(Aggregate.Event):
+        objective_id: str
+        key_result_id: str
+        stats: dict[str, Any] | None
+        value: float | None
+        progress: float
+        score: float
+        expected: float
+        status: str
+        as_of: datetime
+        lineage: list[dict[str, Any]]
+        published: bool
+
+    class ObjectiveEvaluated(Aggregate.Event):
+        objective_id: str
+        score: float
+        expected: float
+        status: str
+        as_of: datetime
+        final: bool
+        success: bool | None
+        published: bool
+
+    @event(Defined)
+    def __init__(self, objective_id: str, definition: dict[str, Any], position: int) -> None:
+        self.objective_id = objective_id
+        self.definition = ObjectiveDefinition.model_validate(definition)
+        #: key result id -> its latest check-in (value, done, checklist_done, confidence).
+        self.check_ins: dict[str, dict[str, Any]] = {}
+        #: key result id -> statistics of its KPI's readings in the period (kpi kind).
+        self.stats: dict[str, WindowStats] = {}
+        #: key result id -> its last evaluation (as stored in the event, JSON-friendly).
+        self.evaluations: dict[str, dict[str, Any]] = {}
+        self.evaluation: dict[str, Any] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.definition.status is ObjectiveStatus.active
+
+    @event(Redefined)
+    def redefine(self, definition: dict[str, Any], position: int) -> None:
+        self.definition = ObjectiveDefinition.model_validate(definition)
+        kept = {kr.id for kr in self.definition.key_results}
+        for table in (self.check_ins, self.stats, self.evaluations):
+            for key_result_id in set(table) - kept:
+                del table[key_result_id]
+
+    @event(CheckedIn)
+    def check_in(
+        self,
+        key_result_id: str,
+        value: float | None,
+        done: bool | None,
+        checklist_done: list[str] | None,
+        confidence: int | None,
+        position: int,
+    ) -> None:
+        previous = self.check_ins.get(key_result_id, {})
+        self.check_ins[key_result_id] = {
+            # A check-in of confidence alone keeps the value checked in before.
+            "value": value if value is not None else previous.get("value"),
+            "done": done if done is not None else previous.get("done"),
+            "checklist_done": (
+                checklist_done if checklist_done is not None else previous.get("checklist_done")
+            ),
+            "confidence": confidence if confidence is not None else previous.get("confidence"),
+            "position": position,
+        }
+
+    @event(Archived)
+    def archive(self, position: int) -> None:
+        self.definition = self.definition.model_copy(update={"status": ObjectiveStatus.archived})
+
+    def record_key_result(
+        self,
+        key_result_id: str,
+        *,
+        stats: WindowStats | None,
+        value: float | None,
+        progress: float,
+        score: float,
+        expected: float,
+        status: PaceStatus,
+        as_of: datetime,
+        lineage: list[dict[str, Any]],
+    ) -> bool:
+        """Record an evaluation; returns whether it is published (score or status changed)."""
+        before = self.evaluations.get(key_result_id)
+        published = before is None or (before["score"], before["status"]) != (score, status.value)
+        self._key_result_evaluated(
+            self.objective_id,
+            key_result_id,
+            stats_to_dict(stats) if stats else None,
+            value,
+            progress,
+            score,
+            expected,
+            status.value,
+            as_of,
+            lineage,
+            published,
+        )
+        return published
+
+    @event(KeyResultEvaluated)
+    def _key_result_evaluated(
+        self,
+        objective_id: str,
+        key_result_id: str,
+        stats: dict[str, Any] | None,
+        value: float | None,
+        progress: float,
+        score: float,
+        expected: float,
+        status: str,
+        as_of: datetime,
+        lineage: list[dict[str, Any]],
+        published: bool,
+    ) -> None:
+        if stats is not None:
+            self.stats[key_result_id] = stats_from_dict(stats)
+        self.evaluations[key_result_id] = {
+            "value": value,
+            "progress": progress,
+            "score": score,
+            "expected": expected,
+            "status": status,
+            "as_of": as_of.isoformat(),
+            "lineage": lineage,
+        }
+
+    def record_objective(
+        self,
+        *,
+        score: float,
+        expected: float,
+        status: PaceStatus,
+        as_of: datetime,
+        final: bool,
+        success: bool | None,
+    ) -> bool:
+        before = self.evaluation
+        published = before is None or (before["score"], before["status"], before["final"]) != (
+            score,
+            status.value,
+            final,
+        )
+        if published:
+            self._objective_evaluated(
+                self.objective_id, score, expected, status.value, as_of, final, success, True
+            )
+        return published
+
+    @event(ObjectiveEvaluated)
+    def _objective_evaluated(
+        self,
+        objective_id: str,
+        score: float,
+        expected: float,
+        status: str,
+        as_of: datetime,
+        final: bool,
+        success: bool | None,
+        published: bool,
+    ) -> None:
+        self.evaluation = {
+            "score": score,
+            "expected": expected,
+            "status": status,
+            "as_of": as_of.isoformat(),
+            "final": final,
+            "success": success,
+        }
+
+
+class KPITrack(Aggregate):
+    @staticmethod
+    def create_id(key: str) -> uuid.UUID:
+        return uuid.uuid5(NAMESPACE, f"kpi/{key}")
+
+    class Defined(Aggregate.Created):
+        key: str
+        definition: dict[str, Any] | None
+
+    class Redefined(Aggregate.Event):
+        definition: dict[str, Any]
+
+    class ReadingsApplied(Aggregate.Event):
+        #: reading_id, value, observed_at (ISO), position and health, in arrival order.
+        readings: list[dict[str, Any]]
+        arrived_at: datetime
+
+    @event(Defined)
+    def __init__(self, key: str, definition: dict[str, Any] | None) -> None:
+        self.key = key
+        self.definition = KPIDefinition.model_validate(definition) if definition else None
+        self.health_state: str | None = None
+        self.latest_observed_at: str | None = None
+        self.last_arrival: datetime | None = None
+        self.readings = 0
+
+    @property
+    def health(self) -> Health | None:
+        return Health(self.health_state) if self.health_state else None
+
+    @event(Redefined)
+    def redefine(self, definition: dict[str, Any]) -> None:
+        self.definition = KPIDefinition.model_validate(definition)
+
+    @event(ReadingsApplied)
+    def apply_readings(self, readings: list[dict[str, Any]], arrived_at: datetime) -> None:
+        self.readings += len(readings)
+        self.last_arrival = arrived_at
+        for reading in readings:
+            # Health travels with each reading: that of the KPI's current value after it.
+            if self.latest_observed_at is None or reading["observed_at"] >= self.latest_observed_at:
+                self.latest_observed_at = reading["observed_at"]
+                self.health_state = reading["health"]
+
+
+class GapBoard(Aggregate):
+    @staticmethod
+    def create_id() -> uuid.UUID:
+        return GAP_BOARD_ID
+
+    class Opened(Aggregate.Created):
+        pass
+
+    class GapOpened(Aggregate.Event):
+        gap_id: str
+        kind: str
+        subject: str
+        message: str
+        owner: str | None
+        period: str | None
+        since: datetime
+
+    class GapClosed(Aggregate.Event):
+        gap_id: str
+        kind: str
+        subject: str
+        reason: str
+
+    @event(Opened)
+    def __init__(self) -> None:
+        self.open: dict[str, dict[str, Any]] = {}
+
+    @event(GapOpened)
+    def open_gap(
+        self,
+        gap_id: str,
+        kind: str,
+        subject: str,
+        message: str,
+        owner: str | None,
+        period: str | None,
+        since: datetime,
+    ) -> None:
+        self.open[gap_id] = {
+            "gap_id": gap_id,
+            "kind": kind,
+            "subject": subject,
+            "message": message,
+            "owner": owner,
+            "period": period,
+            "since": since.isoformat(),
+        }
+
+    @event(GapClosed)
+    def close_gap(self, gap_id: str, kind: str, subject: str, reason: str) -> None:
+        self.open.pop(gap_id, None)

@@ -1,0 +1,91 @@
+"""What the alignment service publishes on ``alignment.events``: evaluations whose score or
+status changed, and gaps opened and closed. Everything else in its log stays internal."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from contracts import (
+    Envelope,
+    GapDetected,
+    GapDetectedPayload,
+    GapKind,
+    GapResolved,
+    GapResolvedPayload,
+    KeyResultScored,
+    KeyResultScoredPayload,
+    LineageItem,
+    ObjectiveScored,
+    ObjectiveScoredPayload,
+    PaceStatus,
+    stable_event_id,
+)
+from services.alignment.domain import GapBoard, ObjectiveTrack
+
+PRODUCER = "alignment"
+
+
+def integration_event(domain_event: Any, position: int) -> Envelope | None:
+    """The envelope for a stored event, or None for one that is not published."""
+    if isinstance(domain_event, ObjectiveTrack.KeyResultEvaluated) and domain_event.published:
+        aggregate_id = domain_event.objective_id
+        event_class: type[Envelope] = KeyResultScored
+        payload: Any = KeyResultScoredPayload(
+            objective_id=domain_event.objective_id,
+            key_result_id=domain_event.key_result_id,
+            score=domain_event.score,
+            progress=domain_event.progress,
+            value=domain_event.value,
+            expected=domain_event.expected,
+            status=PaceStatus(domain_event.status),
+            as_of=domain_event.as_of,
+            lineage=[LineageItem.model_validate(item) for item in domain_event.lineage],
+        )
+    elif isinstance(domain_event, ObjectiveTrack.ObjectiveEvaluated) and domain_event.published:
+        aggregate_id = domain_event.objective_id
+        event_class = ObjectiveScored
+        payload = ObjectiveScoredPayload(
+            objective_id=domain_event.objective_id,
+            score=domain_event.score,
+            expected=domain_event.expected,
+            status=PaceStatus(domain_event.status),
+            as_of=domain_event.as_of,
+            final=domain_event.final,
+            success=domain_event.success,
+        )
+    elif isinstance(domain_event, GapBoard.GapOpened):
+        aggregate_id = domain_event.gap_id
+        event_class = GapDetected
+        payload = GapDetectedPayload(
+            gap_id=domain_event.gap_id,
+            kind=GapKind(domain_event.kind),
+            subject=domain_event.subject,
+            owner=domain_event.owner,
+            period=domain_event.period,
+            message=domain_event.message,
+        )
+    elif isinstance(domain_event, GapBoard.GapClosed):
+        aggregate_id = domain_event.gap_id
+        event_class = GapResolved
+        payload = GapResolvedPayload(
+            gap_id=domain_event.gap_id,
+            kind=GapKind(domain_event.kind),
+            subject=domain_event.subject,
+            reason=domain_event.reason,
+        )
+    else:
+        return None
+    return event_class.model_validate(
+        {
+            # The stored event's own aggregate and version keep the id unique and stable.
+            "event_id": stable_event_id(
+                PRODUCER, str(domain_event.originator_id), domain_event.originator_version
+            ),
+            "position": position,
+            "aggregate_id": aggregate_id,
+            "aggregate_version": domain_event.originator_version,
+            "occurred_at": domain_event.timestamp,
+            "actor": "alignment",
+            "payload": payload,
+        }
+    )

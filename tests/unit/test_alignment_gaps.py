@@ -1,0 +1,454 @@
+"""Gaps (SPEC section 2, "Gaps"): what needs action, computed from the alignment graph as a
+pure function. Each kind is shown detected and resolved, on the seed articles' examples:
+"if you are missing a KPI, you would want to put an OKR in place to close the gap"."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from contracts import (
+    Aggregation,
+    GapKind,
+    Health,
+    KeyResultDefinition,
+    KeyResultKind,
+    Level,
+    ObjectiveDefinition,
+    ObjectiveStatus,
+    parse_period,
+)
+from services.alignment.gaps import KPIFacts, ObjectiveFacts, detect_gaps
+
+NOW = datetime(2026, 11, 16, 9, 30, tzinfo=UTC)
+WEEK = timedelta(days=7)
+
+# -- builders: the seed articles' examples ----------------------------------------------------
+
+
+def kpi_kr(
+    key_result_id: str, kpi: str, title: str = "Raise NPS from 30 to 45"
+) -> KeyResultDefinition:
+    return KeyResultDefinition(
+        id=key_result_id,
+        title=title,
+        kind=KeyResultKind.kpi,
+        baseline=30.0,
+        target=45.0,
+        kpi=kpi,
+        aggregation=Aggregation.latest,
+    )
+
+
+def metric_kr(key_result_id: str, title: str = "Reduce churn from 8% to 5%") -> KeyResultDefinition:
+    return KeyResultDefinition(
+        id=key_result_id, title=title, kind=KeyResultKind.metric, baseline=8.0, target=5.0
+    )
+
+
+def milestone_kr(key_result_id: str) -> KeyResultDefinition:
+    return KeyResultDefinition(
+        id=key_result_id,
+        title="Launch a loyalty programme",
+        kind=KeyResultKind.milestone,
+        checklist=["design", "pilot", "roll out"],
+    )
+
+
+def rollup_kr(key_result_id: str) -> KeyResultDefinition:
+    return KeyResultDefinition(
+        id=key_result_id, title="Teams reach their loyalty goals", kind=KeyResultKind.rollup
+    )
+
+
+def objective(
+    objective_id: str = "obj-loyalty",
+    *,
+    title: str = "Improve customer loyalty",
+    owner: str | None = "alice",
+    level: Level = Level.company,
+    period: str = "2026-Q4",
+    parent_id: str | None = None,
+    status: ObjectiveStatus = ObjectiveStatus.active,
+    key_results: list[KeyResultDefinition] | None = None,
+    with_data: Iterable[str] | None = None,
+) -> ObjectiveFacts:
+    """An objective whose key results all have data unless ``with_data`` says otherwise."""
+    results = (
+        key_results
+        if key_results is not None
+        else [kpi_kr(f"{objective_id}-kr", "net_promoter_score")]
+    )
+    definition = ObjectiveDefinition(
+        id=objective_id,
+        title=title,
+        owner=owner,
+        org_unit="customer-success",
+        level=level,
+        period=parse_period(period),
+        parent_id=parent_id,
+        status=status,
+        key_results=results,
+    )
+    data = frozenset(with_data if with_data is not None else (kr.id for kr in results))
+    return ObjectiveFacts(definition=definition, with_data=data)
+
+
+def kpi(
+    key: str = "net_promoter_score",
+    *,
+    health: Health | None = Health.healthy,
+    last_arrival: datetime | None = NOW - timedelta(days=1),
+    interval: timedelta = WEEK,
+) -> KPIFacts:
+    return KPIFacts(key=key, health=health, last_arrival=last_arrival, interval=interval)
+
+
+LOYALTY = objective()
+NPS = kpi()
+TURNOVER_UNHEALTHY = kpi("employee_turnover_rate", health=Health.unhealthy)
+
+
+def retention(
+    *, status: ObjectiveStatus = ObjectiveStatus.active, kind: KeyResultKind = KeyResultKind.kpi
+) -> ObjectiveFacts:
+    """ "Improve employee retention", department level under the loyalty objective."""
+    key_result = (
+        kpi_kr("kr-turnover", "employee_turnover_rate", "Cut turnover from 20% to 12%")
+        if kind is KeyResultKind.kpi
+        else metric_kr("kr-turnover", "Cut turnover from 20% to 12%")
+    )
+    return objective(
+        "obj-retention",
+        title="Improve employee retention",
+        owner="hr-lead",
+        level=Level.department,
+        parent_id="obj-loyalty",
+        status=status,
+        key_results=[key_result],
+    )
+
+
+def kinds(gaps: Mapping[str, object]) -> set[str]:
+    return {gap_id.split(":", 1)[0] for gap_id in gaps}
+
+
+# -- a healthy alignment graph has no gap ------------------------------------------------------
+
+
+def test_well_formed_graph_has_no_gaps() -> None:
+    assert detect_gaps([LOYALTY, retention()], [NPS, TURNOVER_UNHEALTHY], NOW) == {}
+    assert detect_gaps([], [], NOW) == {}
+
+
+# -- kpi_unaddressed ---------------------------------------------------------------------------
+
+
+def test_unhealthy_kpi_without_key_result_is_unaddressed() -> None:
+    gaps = detect_gaps([LOYALTY], [NPS, TURNOVER_UNHEALTHY], NOW)
+    assert set(gaps) == {"kpi_unaddressed:employee_turnover_rate"}
+    gap = gaps["kpi_unaddressed:employee_turnover_rate"]
+    assert gap.kind is GapKind.kpi_unaddressed
+    assert gap.subject == "employee_turnover_rate"
+    assert "employee_turnover_rate" in gap.message
+
+
+def test_linking_a_key_result_to_the_kpi_resolves_kpi_unaddressed() -> None:
+    before = detect_gaps([LOYALTY], [TURNOVER_UNHEALTHY], NOW)
+    after = detect_gaps([LOYALTY, retention()], [TURNOVER_UNHEALTHY], NOW)
+    assert "kpi_unaddressed:employee_turnover_rate" in before
+    assert "kpi_unaddressed:employee_turnover_rate" not in after
+
+
+def test_archived_objectives_key_result_does_not_address_a_kpi() -> None:
+    archived = retention(status=ObjectiveStatus.archived)
+    gaps = detect_gaps([LOYALTY, archived], [TURNOVER_UNHEALTHY], NOW)
+    assert set(gaps) == {"kpi_unaddressed:employee_turnover_rate"}
+
+
+def test_metric_key_result_does_not_address_a_kpi() -> None:
+    """Only a kpi-kind key result moves a KPI: a metric with a similar title does not."""
+    gaps = detect_gaps([LOYALTY, retention(kind=KeyResultKind.metric)], [TURNOVER_UNHEALTHY], NOW)
+    assert set(gaps) == {"kpi_unaddressed:employee_turnover_rate"}
+
+
+def test_key_result_on_another_kpi_does_not_address_it() -> None:
+    unhealthy_nps = kpi(health=Health.unhealthy)
+    gaps = detect_gaps([retention()], [unhealthy_nps, TURNOVER_UNHEALTHY], NOW)
+    assert set(gaps) == {"kpi_unaddressed:net_promoter_score"}
+
+
+@pytest.mark.parametrize("health", [Health.healthy, Health.warning, None])
+def test_kpi_that_is_not_unhealthy_needs_no_key_result(health: Health | None) -> None:
+    assert detect_gaps([], [kpi("employee_turnover_rate", health=health)], NOW) == {}
+
+
+# -- kr_without_data -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "key_result",
+    [kpi_kr("kr-nps", "net_promoter_score"), metric_kr("kr-churn")],
+    ids=["kpi", "metric"],
+)
+def test_key_result_without_value_has_no_data(key_result: KeyResultDefinition) -> None:
+    facts = objective(key_results=[key_result], with_data=[])
+    gaps = detect_gaps([facts], [NPS], NOW)
+    gap_id = f"kr_without_data:{key_result.id}"
+    assert set(gaps) == {gap_id}
+    assert gaps[gap_id].kind is GapKind.kr_without_data
+    assert gaps[gap_id].subject == key_result.id
+    assert gaps[gap_id].owner == "alice"
+    assert gaps[gap_id].period == "2026-Q4"
+
+
+@pytest.mark.parametrize(
+    "key_result",
+    [kpi_kr("kr-nps", "net_promoter_score"), metric_kr("kr-churn")],
+    ids=["kpi", "metric"],
+)
+def test_check_in_or_reading_resolves_kr_without_data(key_result: KeyResultDefinition) -> None:
+    without = objective(key_results=[key_result], with_data=[])
+    with_value = objective(key_results=[key_result], with_data=[key_result.id])
+    assert f"kr_without_data:{key_result.id}" in detect_gaps([without], [NPS], NOW)
+    assert detect_gaps([with_value], [NPS], NOW) == {}
+
+
+def test_only_the_key_results_without_data_are_reported() -> None:
+    facts = objective(
+        key_results=[kpi_kr("kr-nps", "net_promoter_score"), metric_kr("kr-churn")],
+        with_data=["kr-nps"],
+    )
+    assert set(detect_gaps([facts], [NPS], NOW)) == {"kr_without_data:kr-churn"}
+
+
+def test_milestone_and_rollup_key_results_never_lack_data() -> None:
+    facts = objective(key_results=[milestone_kr("kr-launch"), rollup_kr("kr-teams")], with_data=[])
+    assert detect_gaps([facts], [], NOW) == {}
+
+
+def test_archived_objective_key_result_without_data_is_no_gap() -> None:
+    archived = objective(
+        key_results=[metric_kr("kr-churn")], with_data=[], status=ObjectiveStatus.archived
+    )
+    assert detect_gaps([archived], [], NOW) == {}
+
+
+# -- objective_without_owner -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("owner", [None, "", "   "])
+def test_objective_without_owner(owner: str | None) -> None:
+    gaps = detect_gaps([objective(owner=owner)], [NPS], NOW)
+    assert set(gaps) == {"objective_without_owner:obj-loyalty"}
+    gap = gaps["objective_without_owner:obj-loyalty"]
+    assert gap.kind is GapKind.objective_without_owner
+    assert gap.subject == "obj-loyalty"
+    assert gap.owner is None
+    assert gap.period == "2026-Q4"
+
+
+def test_assigning_an_owner_resolves_objective_without_owner() -> None:
+    assert "objective_without_owner:obj-loyalty" in detect_gaps([objective(owner=None)], [], NOW)
+    assert detect_gaps([objective(owner="alice")], [], NOW) == {}
+
+
+# -- kr_count_out_of_range -----------------------------------------------------------------------
+
+
+def many_krs(count: int) -> list[KeyResultDefinition]:
+    return [kpi_kr(f"kr-{index}", "net_promoter_score") for index in range(count)]
+
+
+@pytest.mark.parametrize("count", [0, 6, 9])
+def test_key_result_count_out_of_range(count: int) -> None:
+    gaps = detect_gaps([objective(key_results=many_krs(count))], [NPS], NOW)
+    assert set(gaps) == {"kr_count_out_of_range:obj-loyalty"}
+    gap = gaps["kr_count_out_of_range:obj-loyalty"]
+    assert gap.kind is GapKind.kr_count_out_of_range
+    assert gap.owner == "alice"
+    assert gap.period == "2026-Q4"
+    assert str(count) in gap.message
+
+
+@pytest.mark.parametrize("count", [1, 3, 5])
+def test_key_result_count_in_range(count: int) -> None:
+    assert detect_gaps([objective(key_results=many_krs(count))], [NPS], NOW) == {}
+
+
+# -- too_many_objectives -------------------------------------------------------------------------
+
+
+def owned(count: int, owner: str = "alice", period: str = "2026-Q4") -> list[ObjectiveFacts]:
+    return [
+        objective(f"obj-{owner}-{period}-{index}", owner=owner, period=period)
+        for index in range(count)
+    ]
+
+
+def test_more_than_five_active_objectives_for_one_owner_in_one_period() -> None:
+    gaps = detect_gaps(owned(6), [NPS], NOW)
+    assert set(gaps) == {"too_many_objectives:alice@2026-Q4"}
+    gap = gaps["too_many_objectives:alice@2026-Q4"]
+    assert gap.kind is GapKind.too_many_objectives
+    assert gap.subject == "alice@2026-Q4"
+    assert gap.owner == "alice"
+    assert gap.period == "2026-Q4"
+    assert "6" in gap.message
+
+
+def test_five_active_objectives_are_not_too_many() -> None:
+    assert detect_gaps(owned(5), [NPS], NOW) == {}
+
+
+def test_archiving_one_of_six_resolves_too_many_objectives() -> None:
+    six = owned(6)
+    archived = objective(six[0].definition.id, status=ObjectiveStatus.archived)
+    assert detect_gaps([archived, *six[1:]], [NPS], NOW) == {}
+
+
+def test_objectives_count_per_owner_and_per_period() -> None:
+    split_by_period = owned(3, period="2026-Q3") + owned(3, period="2026-Q4")
+    split_by_owner = owned(3, owner="alice") + owned(3, owner="bob")
+    assert detect_gaps(split_by_period, [NPS], NOW) == {}
+    assert detect_gaps(split_by_owner, [NPS], NOW) == {}
+    gaps = detect_gaps(owned(6, owner="bob") + owned(5, owner="alice"), [NPS], NOW)
+    assert set(gaps) == {"too_many_objectives:bob@2026-Q4"}
+
+
+# -- orphan_objective ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("level", [Level.department, Level.team, Level.individual])
+def test_objective_below_company_level_without_parent_is_orphan(level: Level) -> None:
+    gaps = detect_gaps([objective("obj-nps-team", level=level)], [NPS], NOW)
+    assert set(gaps) == {"orphan_objective:obj-nps-team"}
+    gap = gaps["orphan_objective:obj-nps-team"]
+    assert gap.kind is GapKind.orphan_objective
+    assert gap.owner == "alice"
+    assert gap.period == "2026-Q4"
+
+
+@pytest.mark.parametrize("level", [Level.department, Level.team, Level.individual])
+def test_aligning_to_a_parent_resolves_orphan_objective(level: Level) -> None:
+    aligned = objective("obj-nps-team", level=level, parent_id="obj-loyalty")
+    assert detect_gaps([LOYALTY, aligned], [NPS], NOW) == {}
+
+
+def test_company_objective_needs_no_parent() -> None:
+    assert detect_gaps([objective(level=Level.company, parent_id=None)], [NPS], NOW) == {}
+
+
+# -- stale_kpi -----------------------------------------------------------------------------------
+
+
+def test_kpi_without_reading_for_more_than_twice_its_interval_is_stale() -> None:
+    stale = kpi(last_arrival=NOW - 2 * WEEK - timedelta(seconds=1))
+    gaps = detect_gaps([LOYALTY], [stale], NOW)
+    assert set(gaps) == {"stale_kpi:net_promoter_score"}
+    gap = gaps["stale_kpi:net_promoter_score"]
+    assert gap.kind is GapKind.stale_kpi
+    assert gap.subject == "net_promoter_score"
+    assert "net_promoter_score" in gap.message
+
+
+@pytest.mark.parametrize(
+    "last_arrival",
+    [NOW - 2 * WEEK, NOW - WEEK, NOW, None],
+    ids=["exactly-2x", "1x", "just-now", "never"],
+)
+def test_kpi_with_a_recent_reading_is_not_stale(last_arrival: datetime | None) -> None:
+    assert detect_gaps([LOYALTY], [kpi(last_arrival=last_arrival)], NOW) == {}
+
+
+def test_a_new_reading_resolves_stale_kpi() -> None:
+    old = NOW - timedelta(days=20)
+    assert "stale_kpi:net_promoter_score" in detect_gaps([], [kpi(last_arrival=old)], NOW)
+    assert detect_gaps([], [kpi(last_arrival=NOW - timedelta(hours=1))], NOW) == {}
+
+
+def test_staleness_is_relative_to_the_interval_and_to_now() -> None:
+    daily = kpi("new_customers", last_arrival=NOW - timedelta(days=3), interval=timedelta(days=1))
+    assert set(detect_gaps([], [daily], NOW)) == {"stale_kpi:new_customers"}
+    assert detect_gaps([], [daily], NOW - timedelta(days=2)) == {}
+
+
+def test_unhealthy_and_stale_kpi_has_both_gaps() -> None:
+    both = kpi("employee_turnover_rate", health=Health.unhealthy, last_arrival=NOW - 3 * WEEK)
+    assert set(detect_gaps([], [both], NOW)) == {
+        "kpi_unaddressed:employee_turnover_rate",
+        "stale_kpi:employee_turnover_rate",
+    }
+
+
+# -- archived objectives, stable ids, determinism ------------------------------------------------
+
+
+def test_archived_objective_produces_no_gap_at_all() -> None:
+    archived = objective(
+        "obj-old",
+        owner=None,
+        level=Level.team,
+        key_results=[metric_kr(f"kr-old-{index}") for index in range(7)],
+        with_data=[],
+        status=ObjectiveStatus.archived,
+    )
+    assert detect_gaps([archived], [], NOW) == {}
+    # the same definition while active has every objective gap
+    active = objective(
+        "obj-old",
+        owner=None,
+        level=Level.team,
+        key_results=[metric_kr(f"kr-old-{index}") for index in range(7)],
+        with_data=[],
+    )
+    assert kinds(detect_gaps([active], [], NOW)) == {
+        "objective_without_owner",
+        "kr_count_out_of_range",
+        "orphan_objective",
+        "kr_without_data",
+    }
+
+
+def messy_world() -> tuple[list[ObjectiveFacts], list[KPIFacts]]:
+    objectives = [
+        objective(owner=None, key_results=[metric_kr("kr-churn")], with_data=[]),
+        objective("obj-nps-team", level=Level.team, key_results=[]),
+        *owned(6, owner="bob"),
+        retention(status=ObjectiveStatus.archived),
+    ]
+    kpis = [
+        TURNOVER_UNHEALTHY,
+        kpi("new_customers", last_arrival=NOW - timedelta(days=30)),
+    ]
+    return objectives, kpis
+
+
+def test_gap_ids_are_kind_and_subject() -> None:
+    objectives, kpis = messy_world()
+    gaps = detect_gaps(objectives, kpis, NOW)
+    assert set(gaps) == {
+        "objective_without_owner:obj-loyalty",
+        "kr_without_data:kr-churn",
+        "orphan_objective:obj-nps-team",
+        "kr_count_out_of_range:obj-nps-team",
+        "too_many_objectives:bob@2026-Q4",
+        "kpi_unaddressed:employee_turnover_rate",
+        "stale_kpi:new_customers",
+    }
+    for gap_id, gap in gaps.items():
+        assert gap_id == gap.gap_id == f"{gap.kind.value}:{gap.subject}"
+    assert kinds(gaps) == {kind.value for kind in GapKind}
+
+
+def test_same_inputs_give_the_same_gaps() -> None:
+    objectives, kpis = messy_world()
+    first = detect_gaps(objectives, kpis, NOW)
+    again = detect_gaps(objectives, kpis, NOW)
+    rebuilt = detect_gaps(*messy_world(), NOW)
+    reordered = detect_gaps(objectives[::-1], kpis[::-1], NOW)
+    from_generators = detect_gaps((o for o in objectives), (k for k in kpis), NOW)
+    assert first == again == rebuilt == reordered == from_generators
+    assert len(first) == 7
