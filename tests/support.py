@@ -51,18 +51,28 @@ class ServiceProcess:
     bootstrap: str
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    #: More environment for the process (kept across restarts).
+    extra_env: dict[str, str] = field(default_factory=dict)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, timeout: float = 60.0) -> ServiceProcess:
-        env = os.environ | {
-            "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
-            "OKR_DATA_DIR": str(self.data_dir),
-            "OKR_HTTP_PORT": str(self.port),
-            "OKR_OUTBOX_POLL_SECONDS": "0.2",
-        }
+    def start(
+        self, timeout: float = 60.0, extra_env: dict[str, str] | None = None
+    ) -> ServiceProcess:
+        if extra_env is not None:
+            self.extra_env = extra_env
+        env = (
+            os.environ
+            | self.extra_env
+            | {
+                "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
+                "OKR_DATA_DIR": str(self.data_dir),
+                "OKR_HTTP_PORT": str(self.port),
+                "OKR_OUTBOX_POLL_SECONDS": "0.2",
+            }
+        )
         log = (self.data_dir.parent / f"{self.name}-{self.port}.log").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", f"services.{self.name}"],

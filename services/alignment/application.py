@@ -50,6 +50,9 @@ from services.shared.store import ServiceApplication
 #: Roll-ups propagate up the cascade; a cycle cannot exist (the goal service refuses them),
 #: but a bound keeps a bad producer from looping the consumer.
 MAX_CASCADE_DEPTH = 50
+#: Lineage of a sum, average or count cites the readings folded in by that evaluation, at most
+#: this many (a backfill over a long history would otherwise make one huge event).
+MAX_LINEAGE = 1000
 DEFAULT_PACE = PaceThresholds()
 
 
@@ -146,6 +149,16 @@ class AlignmentApplication(ServiceApplication):
                     and e.published
                 ]
         raise NotFound(f"no key result {key_result_id}")
+
+
+def reading_lineage(reference: ReadingRef) -> dict[str, Any]:
+    return {
+        "producer": "metrics",
+        "position": reference.position,
+        "event_type": "KPIRecorded",
+        "reading_id": reference.reading_id,
+        "observed_at": reference.observed_at.isoformat(),
+    }
 
 
 @dataclass
@@ -293,6 +306,9 @@ class AlignmentPolicy:
                             track.definition.period.end,
                         ):
                             stats.add(reference)
+                            batch.lineage[(objective_id, key_result.id)].append(
+                                reading_lineage(reference)
+                            )
             track.stats[key_result.id] = stats
 
     def _fold_readings(
@@ -323,13 +339,7 @@ class AlignmentPolicy:
                         stats.add(reference)
                         batch.dirty.add((track.objective_id, key_result.id))
                         batch.lineage[(track.objective_id, key_result.id)].append(
-                            {
-                                "producer": "metrics",
-                                "position": reference.position,
-                                "event_type": "KPIRecorded",
-                                "reading_id": reference.reading_id,
-                                "observed_at": reference.observed_at.isoformat(),
-                            }
+                            reading_lineage(reference)
                         )
 
     def _evaluate(self, unit: UnitOfWork, batch: Batch, now: datetime) -> None:
@@ -396,6 +406,11 @@ class AlignmentPolicy:
                 if value is not None
                 else 0.0
             )
+        lineage = batch.lineage.get((track.objective_id, key_result.id), [])[:MAX_LINEAGE]
+        if stats is not None:
+            determining = stats.determining(key_result.aggregation or Aggregation.latest)
+            if determining is not None:  # latest, min, max: the one reading that decides
+                lineage = [reading_lineage(determining)]
         expected = expected_fraction(period.start, period.end, now)
         track.record_key_result(
             key_result.id,
@@ -406,7 +421,7 @@ class AlignmentPolicy:
             expected=expected,
             status=pace(fraction, expected, self.application.thresholds),
             as_of=now,
-            lineage=batch.lineage.get((track.objective_id, key_result.id), []),
+            lineage=lineage,
         )
 
     def _children(self, unit: UnitOfWork, batch: Batch, objective_id: str) -> list[ObjectiveTrack]:

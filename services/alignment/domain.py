@@ -45,7 +45,7 @@ def stats_from_dict(raw: dict[str, Any]) -> WindowStats:
         )
 
     return WindowStats(
-        raw["count"], raw["total"], ref(raw["low"]), ref(raw["high"]), ref(raw["latest"])
+        raw["count"], list(raw["partials"]), ref(raw["low"]), ref(raw["high"]), ref(raw["latest"])
     )
 
 

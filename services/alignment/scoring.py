@@ -7,8 +7,9 @@ A key result's *progress* runs from its baseline (0) to its target (1) in either
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 
 from contracts import Aggregation, ObjectiveType, PaceStatus
@@ -71,7 +72,8 @@ def pace(
     the elapsed time."""
     if fraction >= 1.0:
         return PaceStatus.achieved
-    delta = fraction - expected
+    # Rounded: 0.6 - 0.8 is -0.20000000000000007 in binary floating point, yet on track.
+    delta = round(fraction - expected, 9)
     if delta >= thresholds.on_track:
         return PaceStatus.on_track
     if delta >= thresholds.at_risk:
@@ -105,14 +107,20 @@ class WindowStats:
     """
 
     count: int = 0
-    total: float = 0.0
+    #: The sum as exact partial sums: a plain running float sum would depend on the order
+    #: readings arrive in (0.1 + 0.2 + 0.3 differs from 0.3 + 0.2 + 0.1).
+    partials: list[float] = field(default_factory=list)
     low: ReadingRef | None = None
     high: ReadingRef | None = None
     latest: ReadingRef | None = None
 
+    @property
+    def total(self) -> float:
+        return math.fsum(self.partials)
+
     def add(self, reading: ReadingRef) -> None:
         self.count += 1
-        self.total += reading.value
+        add_exactly(self.partials, reading.value)
         if self.low is None or (reading.value, reading.reading_id) < (
             self.low.value,
             self.low.reading_id,
@@ -154,6 +162,22 @@ class WindowStats:
             Aggregation.max: self.high,
             Aggregation.latest: self.latest,
         }.get(aggregation)
+
+
+def add_exactly(partials: list[float], value: float) -> None:
+    """Add ``value`` to a sum kept as non-overlapping partials (Shewchuk's algorithm, as
+    ``math.fsum`` does it), so that the total is exact whatever the order of additions."""
+    kept = 0
+    for partial in partials:
+        if abs(value) < abs(partial):
+            value, partial = partial, value
+        high = value + partial
+        low = partial - (high - value)
+        if low:
+            partials[kept] = low
+            kept += 1
+        value = high
+    partials[kept:] = [value]
 
 
 def in_window(observed_at: datetime, start: date, end: date) -> bool:

@@ -262,14 +262,6 @@ def test_pace_thresholds_are_configuration() -> None:
     assert pace(1.0, 1.0, strict) is PaceStatus.achieved
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: pace compares the float difference progress - expected with -0.2, so a key "
-        "result exactly 0.2 behind is at_risk when the subtraction rounds down: 0.6 - 0.8 == "
-        "-0.20000000000000007 (also 0.7 - 0.9). SPEC: on_track if delta >= -0.2."
-    ),
-)
 def test_pace_exactly_0_2_behind_from_real_values_is_on_track() -> None:
     """A KR from 0 to 10 at 6, on day 8 of a 10-day custom period: 0.6 done, 0.8 elapsed."""
     period = parse_period({"start": "2026-10-01", "end": "2026-10-10"})
@@ -392,16 +384,6 @@ def test_window_matches_a_direct_computation(readings: list[ReadingRef]) -> None
     assert high.value == max(values)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: WindowStats.add keeps a running float total (self.total += value), and float "
-        "addition is not associative, so sum and avg depend on the arrival order of the "
-        "readings, against the docstring ('in any arrival order, with the same result') and "
-        "the deterministic-scoring rule: 0.1, 0.2, 0.3 sum to 0.6000000000000001 in that "
-        "order and to 0.6 as 0.3, 0.2, 0.1."
-    ),
-)
 @settings(max_examples=100, deadline=None)
 @example(values=[0.1, 0.2, 0.3])
 @given(values=st.lists(finite, min_size=1, max_size=10))

@@ -1,0 +1,330 @@
+"""End to end on a real broker with all three services as processes: readings streamed into
+``kpi.readings`` score the seed example's key results, gaps open and close, and a rebuilt
+alignment service reaches the same tree."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, KPI_READINGS, METRICS_EVENTS
+from services.shared.broker import EmbeddedBroker, ensure_topics
+from tests.support import ServiceProcess, free_port, group_caught_up, read_topic, wait_for
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    root = tmp_path_factory.mktemp("stack")
+    broker = EmbeddedBroker(root / "kafka", port=free_port())
+    broker.start()
+    asyncio.run(ensure_topics({"bootstrap_servers": broker.bootstrap_servers}))
+    services = {}
+    for name in ("goal", "metrics", "alignment"):
+        (root / name).mkdir()
+        services[name] = ServiceProcess(name, root / name, broker.bootstrap_servers).start()
+    yield {"broker": broker, "root": root, **services}
+    for service in services.values():
+        service.stop()
+    broker.stop()
+
+
+async def _produce(bootstrap: str, readings: list[dict[str, Any]]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap)
+    await producer.start()
+    try:
+        for reading in readings:
+            await producer.send_and_wait(
+                KPI_READINGS, json.dumps(reading).encode(), key=reading["kpi"].encode()
+            )
+    finally:
+        await producer.stop()
+
+
+def produce(stack: dict[str, Any], readings: list[dict[str, Any]]) -> None:
+    asyncio.run(_produce(stack["broker"].bootstrap_servers, readings))
+
+
+def reading(kpi: str, value: float, observed_at: str, n: int) -> dict[str, Any]:
+    return {
+        "kpi": kpi,
+        "value": value,
+        "observed_at": observed_at,
+        "source": "crm",
+        "reading_id": f"{kpi}-{n}",
+    }
+
+
+def define_kpi(stack: dict[str, Any], key: str, **definition: Any) -> None:
+    httpx.put(f"{stack['metrics'].url}/kpis/{key}", json=definition).raise_for_status()
+
+
+def score(stack: dict[str, Any], objective_id: str) -> dict[str, Any]:
+    answer = httpx.get(f"{stack['alignment'].url}/objectives/{objective_id}/score")
+    return answer.json() if answer.status_code == 200 else {}
+
+
+def open_gaps(stack: dict[str, Any]) -> set[str]:
+    return {g["gap_id"] for g in httpx.get(f"{stack['alignment'].url}/gaps").json()}
+
+
+def test_seed_example_scores_as_readings_stream_in(stack: dict[str, Any]) -> None:
+    define_kpi(
+        stack,
+        "arr",
+        name="Annual recurring revenue",
+        unit="USD",
+        direction="higher_is_better",
+        target=10_000_000,
+        warning=6_000_000,
+        interval="P30D",
+    )
+    define_kpi(
+        stack,
+        "new_customers",
+        name="New customers",
+        direction="higher_is_better",
+        target=2,
+        interval="P1D",
+    )
+    objective = httpx.post(
+        f"{stack['goal'].url}/objectives",
+        json={
+            "title": "Become the #1 provider of AI-powered chatbots",
+            "owner": "dana.ceo",
+            "org_unit": "company",
+            "level": "company",
+            "period": "2026",
+            "type": "aspirational",
+            "key_results": [
+                {
+                    "title": "Achieve $10M in annual recurring revenue",
+                    "kind": "kpi",
+                    "kpi": "arr",
+                    "aggregation": "latest",
+                    "baseline": 0,
+                    "target": 10_000_000,
+                    "unit": "USD",
+                },
+                {
+                    "title": "Onboard 300 new customers",
+                    "kind": "kpi",
+                    "kpi": "new_customers",
+                    "aggregation": "sum",
+                    "baseline": 0,
+                    "target": 300,
+                },
+            ],
+        },
+    ).json()
+    objective_id = objective["objective"]["id"]
+    arr_kr, customers_kr = (kr["id"] for kr in objective["key_results"])
+
+    produce(
+        stack,
+        [
+            reading("arr", 2_000_000, "2026-01-31T00:00:00Z", 1),
+            reading("arr", 5_000_000, "2026-06-30T00:00:00Z", 2),
+            reading("arr", 1_000_000, "2026-03-31T00:00:00Z", 3),  # late: observed earlier
+            reading("arr", 9_000_000, "2025-12-31T00:00:00Z", 4),  # outside the period
+            *[
+                reading("new_customers", 3, f"2026-{month:02d}-15T00:00:00Z", month)
+                for month in range(1, 13)
+                for _ in range(1)
+            ],
+            *[
+                reading("new_customers", 1, f"2026-05-{day:02d}T00:00:00Z", 100 + day)
+                for day in range(1, 31)
+            ],
+            *[
+                reading("new_customers", 1, f"2026-07-{day:02d}T00:00:00Z", 200 + day)
+                for day in range(1, 31)
+            ],
+            *[
+                reading("new_customers", 2, f"2026-09-{day:02d}T00:00:00Z", 300 + day)
+                for day in range(1, 16)
+            ],
+        ],
+    )  # new customers: 36 + 30 + 30 + 30 = 126
+
+    def scored() -> dict[str, Any]:
+        found = score(stack, objective_id)
+        values = {kr["id"]: kr["value"] for kr in found.get("key_results", [])}
+        return found if values == {arr_kr: 5_000_000, customers_kr: 126} else {}
+
+    result = wait_for(scored, within=60, what="the seed example scored")
+    by_id = {kr["id"]: kr for kr in result["key_results"]}
+    assert by_id[arr_kr]["score"] == 0.5
+    assert by_id[customers_kr]["score"] == pytest.approx(0.42)
+    assert result["score"] == pytest.approx((0.5 + 0.42) / 2)
+    history = httpx.get(f"{stack['alignment'].url}/key-results/{arr_kr}/scores").json()
+    # latest: the lineage is the one reading that determines the value, with its position.
+    assert [item["reading_id"] for item in history[-1]["lineage"]] == ["arr-2"]
+    assert history[-1]["lineage"][0]["position"] >= 1
+    cited = {item["reading_id"] for entry in history for item in entry["lineage"]}
+    assert "arr-4" not in cited  # outside the period: never counted
+    sums = httpx.get(f"{stack['alignment'].url}/key-results/{customers_kr}/scores").json()
+    summed = {item["reading_id"] for entry in sums for item in entry["lineage"]}
+    assert len(summed) == 87  # every reading that the sum counted is cited once
+
+    published = [
+        json.loads(r.value) for r in read_topic(stack["broker"].bootstrap_servers, ALIGNMENT_EVENTS)
+    ]
+    ours = [
+        e
+        for e in published
+        if e["event_type"] == "KeyResultScored" and e["payload"]["key_result_id"] == arr_kr
+    ]
+    assert ours[-1]["payload"]["score"] == 0.5
+    assert ours[-1]["payload"]["status"] in {"on_track", "at_risk", "off_track"}
+
+
+def test_unhealthy_kpi_opens_a_gap_until_a_key_result_moves_it(stack: dict[str, Any]) -> None:
+    define_kpi(
+        stack,
+        "employee_turnover_rate",
+        name="Employee turnover rate",
+        unit="%",
+        direction="lower_is_better",
+        target=10,
+        warning=15,
+        interval="P30D",
+    )
+    produce(stack, [reading("employee_turnover_rate", 18, "2026-11-01T00:00:00Z", 1)])
+    gap = "kpi_unaddressed:employee_turnover_rate"
+    wait_for(lambda: gap in open_gaps(stack), within=60, what="the kpi_unaddressed gap")
+
+    httpx.post(
+        f"{stack['goal'].url}/objectives",
+        json={
+            "title": "Keep our people",
+            "owner": "pat.hr",
+            "org_unit": "hr",
+            "level": "company",
+            "period": "2026-Q4",
+            "key_results": [
+                {
+                    "title": "Turnover down to 10%",
+                    "kind": "kpi",
+                    "kpi": "employee_turnover_rate",
+                    "baseline": 18,
+                    "target": 10,
+                }
+            ],
+        },
+    ).raise_for_status()
+    wait_for(lambda: gap not in open_gaps(stack), within=60, what="the gap resolved")
+    resolved = [
+        json.loads(r.value) for r in read_topic(stack["broker"].bootstrap_servers, ALIGNMENT_EVENTS)
+    ]
+    assert any(e["event_type"] == "GapResolved" and e["payload"]["gap_id"] == gap for e in resolved)
+
+
+def comparable(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The tree without the instants of evaluation, which differ between two instances."""
+
+    def strip(node: dict[str, Any]) -> dict[str, Any]:
+        return {
+            **{
+                k: v
+                for k, v in node.items()
+                if k not in ("as_of", "expected", "children", "key_results")
+            },
+            "key_results": [
+                {k: v for k, v in kr.items() if k not in ("as_of", "expected")}
+                for kr in node["key_results"]
+            ],
+            "children": [strip(child) for child in node.get("children", [])],
+        }
+
+    return [strip(node) for node in tree]
+
+
+def test_sigkill_mid_stream_then_rebuild_from_empty_store(stack: dict[str, Any]) -> None:
+    define_kpi(
+        stack,
+        "onboardings",
+        name="Onboardings",
+        direction="higher_is_better",
+        target=100,
+        interval="P1D",
+    )
+    objective = httpx.post(
+        f"{stack['goal'].url}/objectives",
+        json={
+            "title": "Onboard customers",
+            "owner": "sales",
+            "org_unit": "sales",
+            "level": "company",
+            "period": "2026",
+            "key_results": [
+                {
+                    "title": "Count onboardings",
+                    "kind": "kpi",
+                    "kpi": "onboardings",
+                    "aggregation": "count",
+                    "baseline": 0,
+                    "target": 5000,
+                }
+            ],
+        },
+    ).json()
+    objective_id = objective["objective"]["id"]
+    readings = [
+        reading("onboardings", 1, f"2026-10-01T{n // 3600:02d}:{n // 60 % 60:02d}:{n % 60:02d}Z", n)
+        for n in range(3000)
+    ]
+    produce(stack, readings)
+    alignment: ServiceProcess = stack["alignment"]
+    alignment.kill()
+    alignment.start()
+    bootstrap = stack["broker"].bootstrap_servers
+    for topic in (GOAL_EVENTS, METRICS_EVENTS):
+        wait_for(
+            lambda t=topic: asyncio.run(  # type: ignore[misc]
+                group_caught_up(bootstrap, "okr-alignment", t)
+            ),
+            within=120,
+            what=f"alignment to consume {topic}",
+        )
+
+    def counted() -> float | None:
+        found = score(stack, objective_id)
+        return found["key_results"][0]["value"] if found else None
+
+    wait_for(lambda: counted() == 3000, within=60, what="every reading counted once")
+
+    live = comparable(httpx.get(f"{alignment.url}/tree").json())
+    rebuilt_dir: Path = stack["root"] / "rebuilt"
+    rebuilt_dir.mkdir()
+    rebuilt = ServiceProcess("alignment", rebuilt_dir, bootstrap)
+    rebuilt_env = {
+        "OKR_KAFKA_CONSUMER_GROUP": "okr-alignment-rebuild",
+        "OKR_INSTANCE_ID": "rebuild",
+    }
+    rebuilt.start(extra_env=rebuilt_env)
+    try:
+        for topic in (GOAL_EVENTS, METRICS_EVENTS):
+            wait_for(
+                lambda t=topic: asyncio.run(  # type: ignore[misc]
+                    group_caught_up(bootstrap, "okr-alignment-rebuild", t)
+                ),
+                within=180,
+                what=f"the rebuilt alignment to consume {topic}",
+            )
+        wait_for(
+            lambda: comparable(httpx.get(f"{rebuilt.url}/tree").json()) == live,
+            within=30,
+            what="the rebuilt tree to equal the live one",
+        )
+        assert open_gaps(stack) == {g["gap_id"] for g in httpx.get(f"{rebuilt.url}/gaps").json()}
+    finally:
+        rebuilt.stop()
