@@ -25,6 +25,7 @@ def create_app(settings: Settings) -> FastAPI:
     policy = AlignmentPolicy(application)
     runtime.consume(GOAL_EVENTS, policy)
     runtime.consume(METRICS_EVENTS, policy)
+    runtime.every(settings.reevaluate_seconds, policy.reevaluate, "re-evaluation")
     return create_http_app(
         runtime,
         title="OKR alignment service",

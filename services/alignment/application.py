@@ -25,7 +25,6 @@ from contracts import (
     KPIRecorded,
     ObjectiveArchived,
     ObjectiveSet,
-    PaceStatus,
 )
 from services.alignment.domain import GAP_BOARD_ID, GapBoard, KPITrack, ObjectiveTrack
 from services.alignment.gaps import KPIFacts, ObjectiveFacts, detect_gaps
@@ -236,6 +235,48 @@ class AlignmentPolicy:
             )
         else:
             raise TypeError(f"the alignment service does not consume {event.event_type}")
+
+    # -- as time passes ---------------------------------------------------------------------
+
+    def reevaluate(self) -> int:
+        """Record the statuses that changed only because time passed (pace follows the
+        elapsed part of the period; a period that closed gets its final grade). Run on a
+        timer; returns how many objectives changed."""
+        now = self.clock()
+        with self.application.write_lock:
+            unit = UnitOfWork(self.application)
+            batch: Batch = unit.scratch.setdefault("batch", Batch())
+            for objective_id in list(self.application.objectives):
+                track = self._track(unit, batch, objective_id)
+                if track is None or not track.active:
+                    continue
+                if self._status_moved(track, now):
+                    batch.dirty.add((objective_id, ""))  # the objective itself
+                for key_result in track.definition.key_results:
+                    evaluation = track.evaluations.get(key_result.id)
+                    period = track.definition.period
+                    expected = expected_fraction(period.start, period.end, now)
+                    if (
+                        evaluation is not None
+                        and evaluation["status"]
+                        != pace(evaluation["progress"], expected, self.application.thresholds).value
+                    ):
+                        batch.dirty.add((objective_id, key_result.id))
+            if not batch.dirty:
+                return 0
+            self._evaluate(unit, batch, now)
+            self.application.record_batch(unit.processing_event())
+            return len({objective_id for objective_id, _ in batch.dirty})
+
+    def _status_moved(self, track: ObjectiveTrack, now: datetime) -> bool:
+        evaluation = track.evaluation
+        if evaluation is None:
+            return False
+        period = track.definition.period
+        _, ends = period_bounds(period.start, period.end)
+        expected = expected_fraction(period.start, period.end, now)
+        status = pace(evaluation["score"], expected, self.application.thresholds)
+        return bool(status.value != evaluation["status"] or (now >= ends) != evaluation["final"])
 
     # -- per batch --------------------------------------------------------------------------
 
@@ -452,9 +493,7 @@ class AlignmentPolicy:
         return track.record_objective(
             score=score,
             expected=expected,
-            status=PaceStatus.achieved
-            if score >= 1.0
-            else pace(score, expected, self.application.thresholds),
+            status=pace(score, expected, self.application.thresholds),
             as_of=now,
             final=final,
             success=succeeded(score, definition.type) if final else None,

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -91,6 +91,7 @@ class ServiceRuntime:
             )
         self.dead_letters = DeadLetters(self.broker, settings.consumer_group)
         self._tasks: list[asyncio.Task[None]] = []
+        self._periodic: list[tuple[Callable[[], Coroutine[Any, Any, None]], str]] = []
         #: Consecutive failed batches per topic, for the back-off.
         self._failures: dict[str, int] = {}
 
@@ -135,10 +136,26 @@ class ServiceRuntime:
             BATCH_SIZE.labels(topic).observe(len(records))
             report_lag(message.consumer, records)
 
+    def every(self, seconds: float, work: Callable[[], object], name: str) -> None:
+        """Run blocking ``work`` in a worker thread every ``seconds`` while the service runs;
+        a failure is logged and the next round goes on. Call before ``start``."""
+
+        async def repeat() -> None:
+            while True:
+                await asyncio.sleep(seconds)  # a period, not a synchronisation
+                try:
+                    await asyncio.to_thread(work)
+                except Exception:
+                    log.exception("periodic %s failed; trying again in %.0fs", name, seconds)
+
+        self._periodic.append((repeat, name))
+
     async def start(self) -> None:
         await self.broker.start()
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox"))
+        for repeat, name in self._periodic:
+            self._tasks.append(asyncio.create_task(repeat(), name=name))
 
     async def stop(self) -> None:
         for task in self._tasks:

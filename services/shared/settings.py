@@ -55,6 +55,8 @@ class Settings(BaseSettings):
     stagnation_window: timedelta = timedelta(days=14)
     #: "Meaningful change": a move of at least this fraction of the KPI's warning-to-target gap.
     stagnation_tolerance: float = Field(default=0.05, ge=0)
+    #: How often the alignment service re-evaluates statuses that change as time passes.
+    reevaluate_seconds: float = Field(default=60.0, gt=0)
     #: Kafka consumer group; empty means ``okr-<service>``. Instances of one service share it.
     kafka_consumer_group: str = ""
     #: Stable name of this instance (default: the host name). It makes consumers static group
