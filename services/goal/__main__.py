@@ -7,10 +7,10 @@ import logging
 import uvicorn
 from fastapi import FastAPI
 
-from contracts import GOAL_EVENTS
+from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS
 from services.goal.api import router
 from services.goal.application import GoalApplication
-from services.goal.messaging import integration_event
+from services.goal.messaging import ScoreNotes, integration_event
 from services.shared.http import create_http_app
 from services.shared.runtime import ServiceRuntime
 from services.shared.settings import Settings
@@ -20,6 +20,7 @@ from services.shared.store import store_environment
 def create_app(settings: Settings) -> FastAPI:
     application = GoalApplication(env=store_environment(settings))
     runtime = ServiceRuntime(settings, application, (GOAL_EVENTS, integration_event))
+    runtime.consume(ALIGNMENT_EVENTS, ScoreNotes())
 
     async def catalogue_caught_up() -> dict[str, bool]:
         return {"catalogue": application.catalogue.position >= application.max_position()}

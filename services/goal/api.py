@@ -16,7 +16,7 @@ from services.goal.application import (
     GoalApplication,
     ObjectiveCommand,
 )
-from services.goal.domain import Objective
+from services.goal.domain import Objective, ObjectiveScores
 from services.goal.messaging import published_form
 
 Actor = Annotated[
@@ -32,9 +32,12 @@ CorrelationId = Annotated[str | None, Header(alias="X-Correlation-ID", max_lengt
 
 
 class KeyResultView(KeyResultDefinition):
-    """A key result with its latest check-in, if any."""
+    """A key result with its latest check-in and its latest score, if any."""
 
     check_in: dict[str, Any] | None = None
+    score: dict[str, Any] | None = Field(
+        default=None, description="Latest score and status published by the alignment service."
+    )
 
 
 class ObjectiveView(BaseModel):
@@ -44,6 +47,9 @@ class ObjectiveView(BaseModel):
     created_at: datetime
     modified_at: datetime
     last_actor: str
+    score: dict[str, Any] | None = Field(
+        default=None, description="Latest score and status published by the alignment service."
+    )
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -60,13 +66,22 @@ class HistoryEntry(BaseModel):
     payload: dict[str, Any]
 
 
-def view(objective: Objective, warnings: list[str] | None = None) -> ObjectiveView:
+def view(
+    objective: Objective,
+    warnings: list[str] | None = None,
+    scores: ObjectiveScores | None = None,
+) -> ObjectiveView:
     return ObjectiveView(
         objective=objective.definition,
         key_results=[
-            KeyResultView(**kr.model_dump(), check_in=objective.check_ins.get(kr.id))
+            KeyResultView(
+                **kr.model_dump(),
+                check_in=objective.check_ins.get(kr.id),
+                score=scores.key_results.get(kr.id) if scores else None,
+            )
             for kr in objective.definition.key_results
         ],
+        score=scores.objective if scores else None,
         version=objective.version,
         created_at=objective.created_on,
         modified_at=objective.modified_on,
@@ -102,7 +117,10 @@ def router(application: GoalApplication) -> APIRouter:
 
     @api.get("/{objective_id}", response_model=ObjectiveView)
     async def get_objective(objective_id: UUID) -> ObjectiveView:
-        return view(await asyncio.to_thread(application.get_objective, objective_id))
+        """The objective, each KR's latest check-in, and the latest scores (from the
+        alignment service's events)."""
+        objective = await asyncio.to_thread(application.get_objective, objective_id)
+        return view(objective, scores=await asyncio.to_thread(application.scores, objective_id))
 
     @api.put("/{objective_id}", response_model=ObjectiveView)
     async def redefine_objective(

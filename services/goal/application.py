@@ -23,7 +23,7 @@ from contracts import (
     ObjectiveType,
     parse_period,
 )
-from services.goal.domain import Objective, check_definition
+from services.goal.domain import Objective, ObjectiveScores, check_definition
 from services.shared.errors import Conflict, NotFound, RuleViolation, Violation
 from services.shared.store import ServiceApplication
 
@@ -227,6 +227,16 @@ class GoalApplication(ServiceApplication):
         if not isinstance(objective, Objective):
             raise NotFound(f"no objective {objective_id}")
         return objective
+
+    def scores(self, objective_id: UUID) -> ObjectiveScores | None:
+        """The latest scores the alignment service published for the objective, if any."""
+        try:
+            found: ObjectiveScores = self.repository.get(
+                ObjectiveScores.create_id(str(objective_id))
+            )
+            return found
+        except AggregateNotFoundError:
+            return None
 
     def history(self, objective_id: UUID) -> list[Any]:
         """The objective's domain events, oldest first."""

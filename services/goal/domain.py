@@ -6,6 +6,7 @@ An objective's definition is the contract's ``ObjectiveDefinition`` (the shape t
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
 from eventsourcing.domain import Aggregate, event
@@ -284,9 +285,47 @@ def check_in_violations(
     return found
 
 
+SCORES_NAMESPACE = uuid.UUID("9b3c6d1e-2f4a-4b8c-a1d5-6e7f8091a2b3")
+
+
+class ObjectiveScores(Aggregate):
+    """The latest scores of one objective as the alignment service published them: a read
+    model kept in the goal service's own log (so it rebuilds with the rest), never
+    republished on ``goal.events``."""
+
+    @staticmethod
+    def create_id(objective_id: str) -> uuid.UUID:
+        return uuid.uuid5(SCORES_NAMESPACE, objective_id)
+
+    class Started(Aggregate.Created):
+        objective_id: str
+
+    class ObjectiveScoreNoted(Aggregate.Event):
+        score: dict[str, Any]
+
+    class KeyResultScoreNoted(Aggregate.Event):
+        key_result_id: str
+        score: dict[str, Any]
+
+    @event(Started)
+    def __init__(self, objective_id: str) -> None:
+        self.objective_id = objective_id
+        self.objective: dict[str, Any] | None = None
+        self.key_results: dict[str, dict[str, Any]] = {}
+
+    @event(ObjectiveScoreNoted)
+    def note_objective(self, score: dict[str, Any]) -> None:
+        self.objective = score
+
+    @event(KeyResultScoreNoted)
+    def note_key_result(self, key_result_id: str, score: dict[str, Any]) -> None:
+        self.key_results[key_result_id] = score
+
+
 __all__ = [
     "RECOMMENDED_KEY_RESULTS",
     "Objective",
+    "ObjectiveScores",
     "check_definition",
     "check_in_violations",
     "key_result_violations",

@@ -10,13 +10,16 @@ from contracts import (
     Envelope,
     KeyResultCheckedIn,
     KeyResultCheckedInPayload,
+    KeyResultScored,
     ObjectiveArchived,
     ObjectiveArchivedPayload,
     ObjectiveDefinition,
+    ObjectiveScored,
     ObjectiveSet,
     stable_event_id,
 )
-from services.goal.domain import Objective
+from services.goal.domain import Objective, ObjectiveScores
+from services.shared.consumer import UnitOfWork
 
 PRODUCER = "goal"
 
@@ -45,8 +48,11 @@ def published_form(domain_event: Any) -> tuple[type[Envelope], ContractModel]:
     raise TypeError(f"no integration event for {type(domain_event).__qualname__}")
 
 
-def integration_event(domain_event: Any, position: int) -> Envelope:
-    """The envelope the outbox publishes for the stored event at ``position`` of the log."""
+def integration_event(domain_event: Any, position: int) -> Envelope | None:
+    """The envelope the outbox publishes for the stored event at ``position`` of the log, or
+    None for the scores read model, which stays internal."""
+    if isinstance(domain_event, ObjectiveScores.Event):
+        return None
     event_class, payload = published_form(domain_event)
     aggregate_id = str(domain_event.originator_id)
     return event_class.model_validate(
@@ -61,3 +67,29 @@ def integration_event(domain_event: Any, position: int) -> Envelope:
             "payload": payload,
         }
     )
+
+
+class ScoreNotes:
+    """Keeps the latest published scores of each objective (from ``alignment.events``) so
+    that ``GET /objectives/{id}`` shows them; other alignment events are not for us."""
+
+    def apply(self, event: Envelope, unit: UnitOfWork) -> None:
+        if isinstance(event, ObjectiveScored):
+            scores = self._scores(unit, event.payload.objective_id)
+            scores.note_objective(event.payload.model_dump(mode="json"))
+        elif isinstance(event, KeyResultScored):
+            scores = self._scores(unit, event.payload.objective_id)
+            scores.note_key_result(
+                event.payload.key_result_id,
+                event.payload.model_dump(mode="json", exclude={"lineage"}),
+            )
+
+    def finish(self, unit: UnitOfWork) -> None:
+        pass  # every score is noted as it comes
+
+    @staticmethod
+    def _scores(unit: UnitOfWork, objective_id: str) -> ObjectiveScores:
+        found = unit.get(ObjectiveScores.create_id(objective_id))
+        scores = found if isinstance(found, ObjectiveScores) else ObjectiveScores(objective_id)
+        unit.add(scores)
+        return scores

@@ -175,6 +175,15 @@ def test_seed_example_scores_as_readings_stream_in(stack: dict[str, Any]) -> Non
     summed = {item["reading_id"] for entry in sums for item in entry["lineage"]}
     assert len(summed) == 87  # every reading that the sum counted is cited once
 
+    # The goal service shows the latest scores it read from alignment.events.
+    def shown() -> dict[str, Any]:
+        view = httpx.get(f"{stack['goal'].url}/objectives/{objective_id}").json()
+        score = view.get("score") or {}
+        return view if score.get("score") == pytest.approx(result["score"]) else {}
+
+    goal_view = wait_for(shown, within=60, what="the goal service to show the score")
+    assert [kr["score"]["score"] for kr in goal_view["key_results"]] == [0.5, pytest.approx(0.42)]
+
     published = [
         json.loads(r.value) for r in read_topic(stack["broker"].bootstrap_servers, ALIGNMENT_EVENTS)
     ]
