@@ -19,12 +19,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
-from contracts import KPI_READINGS
+from contracts import GOAL_EVENTS, KPI_READINGS, METRICS_EVENTS
 from services.shared.broker import TOPIC_PARTITIONS, EmbeddedBroker, ensure_topics
-from tests.support import ServiceProcess, free_port, wait_for
+from tests.support import ServiceProcess, free_port, group_caught_up, wait_for
 
 RESULTS = Path("var/bench/results.json")
 KPI_COUNT = 100
@@ -167,6 +167,81 @@ def ingest(bootstrap: str, root: Path, messages: list[tuple[bytes, bytes]]) -> l
     ]
 
 
+def alignment_rebuild(bootstrap: str, root: Path) -> list[Figure]:
+    """A fresh alignment service rebuilds from goal.events and metrics.events (the readings
+    the ingest left there): how long until it has applied everything, and at what rate."""
+    (root / "goal").mkdir()
+    goal = ServiceProcess("goal", root / "goal", bootstrap).start()
+    try:
+        aggregations = ("latest", "sum", "avg", "max", "count")
+        for n in range(KPI_COUNT // 5):
+            httpx.post(
+                f"{goal.url}/objectives",
+                json={
+                    "title": f"Objective {n}",
+                    "owner": f"owner-{n % 7}",
+                    "org_unit": "bench",
+                    "level": "company",
+                    "period": "2026",
+                    "key_results": [
+                        {
+                            "title": f"KR {n}.{k}",
+                            "kind": "kpi",
+                            "kpi": f"kpi_{5 * n + k:03d}",
+                            "aggregation": aggregations[k],
+                            "baseline": 0,
+                            "target": 1000,
+                        }
+                        for k in range(5)
+                    ],
+                },
+            ).raise_for_status()
+        wait_for(lambda: goal.readiness()["outbox_backlog"] == 0, what="goal events published")
+    finally:
+        goal.stop()
+    events = sum(
+        asyncio.run(end_offsets(bootstrap, topic)) for topic in (GOAL_EVENTS, METRICS_EVENTS)
+    )
+    (root / "alignment").mkdir()
+    began = time.monotonic()
+    alignment = ServiceProcess("alignment", root / "alignment", bootstrap).start()
+    try:
+        for topic in (GOAL_EVENTS, METRICS_EVENTS):
+            wait_for(
+                lambda t=topic: asyncio.run(  # type: ignore[misc]
+                    group_caught_up(bootstrap, "okr-alignment", t)
+                ),
+                within=3600,
+                what=f"alignment to rebuild from {topic}",
+            )
+        elapsed = time.monotonic() - began
+        assert alignment.process is not None
+        rss = peak_rss_bytes(alignment.process.pid)
+    finally:
+        alignment.stop()
+    return [
+        Figure(
+            "alignment rebuild",
+            elapsed,
+            "s",
+            f"{events:,} events from goal.events and metrics.events, start included",
+        ),
+        Figure("alignment rebuild rate", events / elapsed, "events/s", "empty store to caught up"),
+        Figure("alignment peak RSS", rss / 2**20, "MiB", "after the rebuild"),
+    ]
+
+
+async def end_offsets(bootstrap: str, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        return sum((await consumer.end_offsets(partitions)).values())
+    finally:
+        await consumer.stop()
+
+
 def main() -> None:
     scale = float(os.environ.get("BENCH_SCALE", "1"))
     count = int(100_000 * scale)
@@ -183,6 +258,7 @@ def main() -> None:
             )
         ]
         figures += ingest(broker.bootstrap_servers, root, messages)
+        figures += alignment_rebuild(broker.bootstrap_servers, root)
         figures.insert(
             3, Figure("ingest / limit", figures[1].value / limit, "ratio", "target: at least 1/3")
         )
