@@ -18,11 +18,9 @@ from contracts import (
     ObjectiveScored,
     ObjectiveScoredPayload,
     PaceStatus,
-    stable_event_id,
 )
 from services.alignment.domain import GapBoard, ObjectiveTrack
-
-PRODUCER = "alignment"
+from services.shared.outbox import envelope_for
 
 
 def integration_event(domain_event: Any, position: int) -> Envelope | None:
@@ -75,17 +73,4 @@ def integration_event(domain_event: Any, position: int) -> Envelope | None:
         )
     else:
         return None
-    return event_class.model_validate(
-        {
-            # The stored event's own aggregate and version keep the id unique and stable.
-            "event_id": stable_event_id(
-                PRODUCER, str(domain_event.originator_id), domain_event.originator_version
-            ),
-            "position": position,
-            "aggregate_id": aggregate_id,
-            "aggregate_version": domain_event.originator_version,
-            "occurred_at": domain_event.timestamp,
-            "actor": "alignment",
-            "payload": payload,
-        }
-    )
+    return envelope_for(event_class, domain_event, position, payload, aggregate_id)

@@ -16,12 +16,10 @@ from contracts import (
     ObjectiveDefinition,
     ObjectiveScored,
     ObjectiveSet,
-    stable_event_id,
 )
 from services.goal.domain import Objective, ObjectiveScores
 from services.shared.consumer import UnitOfWork
-
-PRODUCER = "goal"
+from services.shared.outbox import envelope_for
 
 
 def published_form(domain_event: Any) -> tuple[type[Envelope], ContractModel]:
@@ -54,18 +52,8 @@ def integration_event(domain_event: Any, position: int) -> Envelope | None:
     if isinstance(domain_event, ObjectiveScores.Event):
         return None
     event_class, payload = published_form(domain_event)
-    aggregate_id = str(domain_event.originator_id)
-    return event_class.model_validate(
-        {
-            "event_id": stable_event_id(PRODUCER, aggregate_id, domain_event.originator_version),
-            "position": position,
-            "aggregate_id": aggregate_id,
-            "aggregate_version": domain_event.originator_version,
-            "occurred_at": domain_event.timestamp,
-            "actor": domain_event.actor,
-            "correlation_id": domain_event.correlation_id,
-            "payload": payload,
-        }
+    return envelope_for(
+        event_class, domain_event, position, payload, str(domain_event.originator_id)
     )
 
 

@@ -20,15 +20,14 @@ from contracts import (
     KPIRecorded,
     KPIRecordedPayload,
     describe_validation_error,
-    stable_event_id,
 )
 from services.metrics.application import READINGS, MetricsApplication
 from services.metrics.domain import KPI
 from services.shared.dlq import ConsumedRecord, DeadLetters
+from services.shared.outbox import envelope_for
 
 log = logging.getLogger(__name__)
 
-PRODUCER = "metrics"
 #: A reading is a few hundred bytes; anything much larger is not a reading.
 MAX_READING_BYTES = 64 * 1024
 
@@ -59,20 +58,7 @@ def published_form(domain_event: Any) -> tuple[str, type[Envelope], ContractMode
 def integration_event(domain_event: Any, position: int) -> Envelope:
     """The envelope the outbox publishes; the aggregate id (and Kafka key) is the KPI key."""
     key, event_class, payload = published_form(domain_event)
-    return event_class.trusted(
-        event_id=stable_event_id(PRODUCER, key, domain_event.originator_version),
-        event_type=event_class.model_fields["event_type"].default,
-        schema_version=event_class.model_fields["schema_version"].default,
-        producer=PRODUCER,
-        position=position,
-        aggregate_id=key,
-        aggregate_version=domain_event.originator_version,
-        occurred_at=domain_event.timestamp,
-        actor=domain_event.actor,
-        causation_id=None,
-        correlation_id=domain_event.correlation_id,
-        payload=payload,
-    )
+    return envelope_for(event_class, domain_event, position, payload, key, trusted=True)
 
 
 def parse_reading(raw: bytes | None) -> KPIReading:

@@ -22,7 +22,7 @@ from typing import Any
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from eventsourcing.persistence import Tracking
 
-from contracts import Envelope
+from contracts import ContractModel, Envelope, stable_event_id
 from services.shared.store import OUTBOX_TRACKING_PREFIX, ServiceApplication
 from services.shared.telemetry import (
     OUTBOX_BACKLOG,
@@ -36,6 +36,39 @@ log = logging.getLogger(__name__)
 #: Turns one stored domain event (and its log position) into the integration event to publish,
 #: or None for an event that stays internal to the service.
 Translator = Callable[[Any, int], Envelope | None]
+
+
+def envelope_for(
+    event_class: type[Envelope],
+    domain_event: Any,
+    position: int,
+    payload: ContractModel,
+    aggregate_id: str,
+    *,
+    trusted: bool = False,
+) -> Envelope:
+    """The envelope of a stored domain event at ``position`` of its producer's log.
+
+    The event id derives from (producer, aggregate id, version), so a republished event keeps
+    it; the actor and correlation id come from the event when it records them. ``trusted``
+    skips validation, for the hot path of events validated when they were stored.
+    """
+    producer = event_class.model_fields["producer"].default
+    fields = {
+        "event_id": stable_event_id(producer, aggregate_id, domain_event.originator_version),
+        "event_type": event_class.model_fields["event_type"].default,
+        "schema_version": event_class.model_fields["schema_version"].default,
+        "producer": producer,
+        "position": position,
+        "aggregate_id": aggregate_id,
+        "aggregate_version": domain_event.originator_version,
+        "occurred_at": domain_event.timestamp,
+        "actor": getattr(domain_event, "actor", producer),
+        "causation_id": None,
+        "correlation_id": getattr(domain_event, "correlation_id", None),
+        "payload": payload,
+    }
+    return event_class.trusted(**fields) if trusted else event_class.model_validate(fields)
 
 
 async def published_tail_position(client_options: dict[str, Any], topic: str) -> int | None:
