@@ -169,6 +169,7 @@ class Batch:
     )
     arrived: dict[str, datetime] = field(default_factory=dict)
     redefined: set[str] = field(default_factory=set)
+    archived: set[str] = field(default_factory=set)
     dirty: set[tuple[str, str]] = field(default_factory=set)
     lineage: dict[tuple[str, str], list[dict[str, Any]]] = field(
         default_factory=lambda: defaultdict(list)
@@ -204,6 +205,7 @@ class AlignmentPolicy:
         elif isinstance(event, ObjectiveArchived):
             track = self._require_track(unit, batch, event.payload.objective_id)
             track.archive(event.position)
+            batch.archived.add(track.objective_id)
             batch.dirty.update((track.objective_id, kr.id) for kr in track.definition.key_results)
         elif isinstance(event, KeyResultCheckedIn):
             check_in = event.payload
@@ -262,10 +264,11 @@ class AlignmentPolicy:
                         != pace(evaluation["progress"], expected, self.application.thresholds).value
                     ):
                         batch.dirty.add((objective_id, key_result.id))
-            if not batch.dirty:
-                return 0
             self._evaluate(unit, batch, now)
-            self.application.record_batch(unit.processing_event())
+            self._settle_gaps(unit, batch, now)  # a KPI that stopped reporting turns stale
+            processing = unit.processing_event()
+            if processing.events:
+                self.application.record_batch(processing)
             return len({objective_id for objective_id, _ in batch.dirty})
 
     def _status_moved(self, track: ObjectiveTrack, now: datetime) -> bool:
@@ -361,7 +364,7 @@ class AlignmentPolicy:
                 {
                     "reading_id": r.reading_id,
                     "value": r.value,
-                    "observed_at": r.observed_at.isoformat(),
+                    "observed_at": r.observed_at.astimezone(UTC).isoformat(),
                     "position": r.position,
                     "health": health,
                 }
@@ -384,27 +387,42 @@ class AlignmentPolicy:
                         )
 
     def _evaluate(self, unit: UnitOfWork, batch: Batch, now: datetime) -> None:
-        """Evaluate every key result whose inputs changed, then their objectives, then the
-        roll-ups above them, level by level, all in this batch."""
-        dirty = set(batch.dirty)
-        for _ in range(MAX_CASCADE_DEPTH):
-            changed_objectives: set[str] = set()
-            for objective_id in sorted({o for o, _ in dirty}):
-                track = self._track(unit, batch, objective_id)
-                if track is None:
-                    continue
-                for key_result in track.definition.key_results:
-                    if (objective_id, key_result.id) in dirty:
-                        self._evaluate_key_result(unit, batch, track, key_result, now)
-                if self._evaluate_objective(track, now):
-                    changed_objectives.add(objective_id)
-            dirty = set()
-            for objective_id in changed_objectives:
-                definition = batch.tracks[objective_id].definition
+        """Evaluate every key result whose inputs changed and their objectives, deepest in the
+        cascade first, so that a roll-up is scored once, after all its children, in this
+        batch. An objective that changed (or was archived) dirties the roll-up above it."""
+        dirty: dict[str, set[str]] = defaultdict(set)
+        for objective_id, key_result_id in batch.dirty:
+            dirty[objective_id].add(key_result_id)
+        depths: dict[str, int] = {}
+        while dirty:
+            objective_id = max(dirty, key=lambda o: (self._depth(unit, batch, o, depths), o))
+            key_result_ids = dirty.pop(objective_id)
+            track = self._track(unit, batch, objective_id)
+            if track is None:
+                continue
+            for key_result in track.definition.key_results:
+                if key_result.id in key_result_ids:
+                    self._evaluate_key_result(unit, batch, track, key_result, now)
+            archived = not track.active and objective_id in batch.archived
+            if self._evaluate_objective(track, now) or archived:
+                definition = track.definition
                 if definition.parent_id and definition.parent_key_result_id:
-                    dirty.add((definition.parent_id, definition.parent_key_result_id))
-            if not dirty:
-                return
+                    dirty[definition.parent_id].add(definition.parent_key_result_id)
+
+    def _depth(
+        self, unit: UnitOfWork, batch: Batch, objective_id: str, depths: dict[str, int]
+    ) -> int:
+        """How many parents an objective has above it (bounded, should a producer send a
+        cycle)."""
+        if objective_id not in depths:
+            depth, current = 0, self._track(unit, batch, objective_id)
+            while (
+                current is not None and current.definition.parent_id and depth < MAX_CASCADE_DEPTH
+            ):
+                depth += 1
+                current = self._track(unit, batch, current.definition.parent_id)
+            depths[objective_id] = depth
+        return depths[objective_id]
 
     def _evaluate_key_result(
         self,

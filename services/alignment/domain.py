@@ -297,7 +297,11 @@ class KPITrack(Aggregate):
         self.last_arrival = arrived_at
         for reading in readings:
             # Health travels with each reading: that of the KPI's current value after it.
-            if self.latest_observed_at is None or reading["observed_at"] >= self.latest_observed_at:
+            # Compared as instants: the same instant may be written with any UTC offset.
+            observed = datetime.fromisoformat(reading["observed_at"])
+            if self.latest_observed_at is None or observed >= datetime.fromisoformat(
+                self.latest_observed_at
+            ):
                 self.latest_observed_at = reading["observed_at"]
                 self.health_state = reading["health"]
 

@@ -38,11 +38,11 @@ class Figure:
     note: str = ""
 
 
-def readings(count: int) -> list[tuple[bytes, bytes]]:
+def readings(count: int, first: int = 0) -> list[tuple[bytes, bytes]]:
     """Distinct readings spread over ``KPI_COUNT`` KPIs, keyed by KPI as sources do."""
     start = datetime(2026, 10, 1, tzinfo=UTC)
     messages = []
-    for n in range(count):
+    for n in range(first, first + count):
         kpi = f"kpi_{n % KPI_COUNT:03d}"
         reading = {
             "kpi": kpi,
@@ -231,6 +231,136 @@ def alignment_rebuild(bootstrap: str, root: Path) -> list[Figure]:
     ]
 
 
+def pipeline(bootstrap: str, root: Path, count: int) -> list[Figure]:
+    """All three services on the stores of the earlier stages: the full pipeline rate, and the
+    latency from a reading's publish to its key result's score visible over HTTP at a steady
+    1,000 readings/s."""
+    services = {
+        name: ServiceProcess(name, root / name, bootstrap).start()
+        for name in ("metrics", "goal", "alignment")
+    }
+    try:
+        metrics, goal, alignment = services["metrics"], services["goal"], services["alignment"]
+        httpx.put(
+            f"{metrics.url}/kpis/probe",
+            json={
+                "name": "Latency probe",
+                "direction": "higher_is_better",
+                "target": 1e9,
+                "interval": "PT1H",
+            },
+        ).raise_for_status()
+        probe = httpx.post(
+            f"{goal.url}/objectives",
+            json={
+                "title": "Probe",
+                "owner": "bench",
+                "org_unit": "bench",
+                "level": "company",
+                "period": "2026",
+                "key_results": [
+                    {
+                        "title": "Probe",
+                        "kind": "kpi",
+                        "kpi": "probe",
+                        "aggregation": "latest",
+                        "baseline": 0,
+                        "target": 1e9,
+                    }
+                ],
+            },
+        ).json()
+        probe_url = f"{alignment.url}/objectives/{probe['objective']['id']}/score"
+        wait_for(lambda: httpx.get(probe_url).status_code == 200, what="the probe objective")
+
+        head = metrics.readiness()["log_position"]
+        began = asyncio.run(produce(bootstrap, KPI_READINGS, readings(count, first=count)))
+        wait_for(
+            lambda: metrics.readiness()["outbox_position"] >= head + count,
+            within=3600,
+            what="the readings stored and published",
+        )
+        wait_for(
+            lambda: asyncio.run(group_caught_up(bootstrap, "okr-alignment", METRICS_EVENTS)),
+            within=3600,
+            what="alignment to score them",
+        )
+        rate = count / (time.monotonic() - began)
+        latencies = asyncio.run(steady_latency(bootstrap, probe_url, count))
+    finally:
+        for service in services.values():
+            service.stop()
+    ranked = sorted(latencies)
+
+    def percentile(share: float) -> float:
+        return ranked[min(int(share * len(ranked)), len(ranked) - 1)] * 1000
+
+    return [
+        Figure(
+            "pipeline", rate, "readings/s", "kpi.readings -> KeyResultScored stored, three services"
+        ),
+        Figure(
+            "latency p50",
+            percentile(0.50),
+            "ms",
+            f"publish -> KR score over HTTP, steady 1,000 readings/s, {len(ranked)} probes",
+        ),
+        Figure("latency p95", percentile(0.95), "ms", ""),
+        Figure("latency p99", percentile(0.99), "ms", "target: under 250 ms"),
+    ]
+
+
+async def steady_latency(bootstrap: str, probe_url: str, count: int) -> list[float]:
+    """Load at 1,000 readings/s; every 100 ms a probe reading (value = its number) is sent,
+    and its latency is the time until the probe key result shows that value (or a later one:
+    the probe's readings are in order, so a later value means it was applied)."""
+    seconds = max(10.0, min(30.0, count / 10_000))
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
+    await producer.start()
+    sent: dict[int, float] = {}
+    latencies: list[float] = []
+    load = readings(int(seconds * 1000) + 1000, first=10 * count)
+    start = datetime(2026, 11, 1, tzinfo=UTC)
+
+    async def send_load() -> None:
+        began = time.monotonic()
+        for n, (key, value) in enumerate(load):
+            due = began + n / 1000
+            if due > time.monotonic():
+                await asyncio.sleep(due - time.monotonic())  # pacing, not synchronisation
+            if n % 100 == 0:
+                number = n // 100 + 1
+                probe = {
+                    "kpi": "probe",
+                    "value": float(number),
+                    "source": "bench",
+                    "reading_id": f"probe-{number}",
+                    "observed_at": (start + timedelta(seconds=number)).isoformat(),
+                }
+                sent[number] = time.monotonic()
+                await producer.send(KPI_READINGS, json.dumps(probe).encode(), key=b"probe")
+            await producer.send(KPI_READINGS, value, key=key)
+            if time.monotonic() - began > seconds:
+                return
+
+    async def watch(client: httpx.AsyncClient, loader: asyncio.Task[None]) -> None:
+        seen = 0
+        while not (loader.done() and seen >= max(sent, default=0)):
+            answer = (await client.get(probe_url)).json()
+            value = answer["key_results"][0]["value"] or 0
+            now = time.monotonic()
+            for number in range(seen + 1, int(value) + 1):
+                latencies.append(now - sent[number])
+            seen = max(seen, int(value))
+            await asyncio.sleep(0.005)  # polling interval of the observer
+
+    async with httpx.AsyncClient(timeout=10) as client:
+        loader = asyncio.create_task(send_load())
+        await asyncio.wait_for(watch(client, loader), timeout=seconds + 120)
+    await producer.stop()
+    return latencies
+
+
 async def end_offsets(bootstrap: str, topic: str) -> int:
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
@@ -259,8 +389,13 @@ def main() -> None:
         ]
         figures += ingest(broker.bootstrap_servers, root, messages)
         figures += alignment_rebuild(broker.bootstrap_servers, root)
+        figures += pipeline(broker.bootstrap_servers, root, count)
         figures.insert(
             3, Figure("ingest / limit", figures[1].value / limit, "ratio", "target: at least 1/3")
+        )
+        pipeline_rate = next(f.value for f in figures if f.name == "pipeline")
+        figures.append(
+            Figure("pipeline / limit", pipeline_rate / limit, "ratio", "target: at least 1/4")
         )
     finally:
         broker.stop()
