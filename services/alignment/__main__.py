@@ -18,13 +18,17 @@ from services.shared.store import store_environment
 
 
 def create_app(settings: Settings) -> FastAPI:
-    # Tracks are read on every batch: keep them in the repository's cache.
-    env = store_environment(settings) | {"AGGREGATE_CACHE_MAXSIZE": "100000"}
+    # Tracks are read on every batch: keep them in the repository's cache. This process is
+    # the store's only writer, so the cache is updated on save and never fast-forwarded
+    # (which would cost one store query per aggregate read).
+    env = store_environment(settings) | {
+        "AGGREGATE_CACHE_MAXSIZE": "100000",
+        "AGGREGATE_CACHE_FASTFORWARD": "n",
+    }
     application = AlignmentApplication(env=env)
     runtime = ServiceRuntime(settings, application, (ALIGNMENT_EVENTS, integration_event))
     policy = AlignmentPolicy(application)
-    runtime.consume(GOAL_EVENTS, policy)
-    runtime.consume(METRICS_EVENTS, policy)
+    runtime.consume([GOAL_EVENTS, METRICS_EVENTS], policy)
     runtime.every(settings.reevaluate_seconds, policy.reevaluate, "re-evaluation")
     return create_http_app(
         runtime,

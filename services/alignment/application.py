@@ -101,29 +101,33 @@ class AlignmentApplication(ServiceApplication):
                 self.kpis.add(domain_event.key)
 
     # -- queries ----------------------------------------------------------------------------
+    # Read-only: they take the cached aggregates as they are (no copy). Only a batch's unit
+    # of work, which changes aggregates, works on copies.
 
     def track(self, objective_id: str) -> ObjectiveTrack:
         track_id = self.objectives.get(objective_id)
         if track_id is None:
             raise NotFound(f"no objective {objective_id}")
-        found: ObjectiveTrack = self.repository.get(track_id)
+        found: ObjectiveTrack = self.repository.get(track_id, deepcopy_from_cache=False)
         return found
 
     def tracks(self) -> list[ObjectiveTrack]:
         with self._index_lock:
             ids = list(self.objectives.values())
-        return [self.repository.get(track_id) for track_id in ids]
+        return [self.repository.get(track_id, deepcopy_from_cache=False) for track_id in ids]
 
     def kpi_track(self, key: str) -> KPITrack | None:
         try:
-            found: KPITrack = self.repository.get(KPITrack.create_id(key))
+            found: KPITrack = self.repository.get(
+                KPITrack.create_id(key), deepcopy_from_cache=False
+            )
             return found
         except AggregateNotFoundError:
             return None
 
     def open_gaps(self) -> list[dict[str, Any]]:
         try:
-            board: GapBoard = self.repository.get(GAP_BOARD_ID)
+            board: GapBoard = self.repository.get(GAP_BOARD_ID, deepcopy_from_cache=False)
         except AggregateNotFoundError:
             return []
         return list(board.open.values())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 
 import uvicorn
@@ -20,10 +21,14 @@ from services.shared.store import store_environment
 def create_app(settings: Settings) -> FastAPI:
     application = GoalApplication(env=store_environment(settings))
     runtime = ServiceRuntime(settings, application, (GOAL_EVENTS, integration_event))
-    runtime.consume(ALIGNMENT_EVENTS, ScoreNotes())
+    runtime.consume([ALIGNMENT_EVENTS], ScoreNotes())
 
     async def catalogue_caught_up() -> dict[str, bool]:
-        return {"catalogue": application.catalogue.position >= application.max_position()}
+        # The log also grows by the scores read from alignment.events, which the catalogue
+        # does not follow as they come: catch up, then judge.
+        await asyncio.to_thread(application.catalogue.catch_up, application)
+        head = await asyncio.to_thread(application.max_position)
+        return {"catalogue": application.catalogue.position >= head}
 
     return create_http_app(
         runtime,

@@ -24,7 +24,9 @@ def create_app(settings: Settings) -> FastAPI:
         stagnation_tolerance=settings.stagnation_tolerance,
     )
     runtime = ServiceRuntime(settings, application, (METRICS_EVENTS, integration_event))
-    runtime.subscribe(KPI_READINGS, ReadingIngestor(application, runtime.dead_letters).handle_batch)
+    runtime.subscribe(
+        [KPI_READINGS], ReadingIngestor(application, runtime.dead_letters).handle_batch
+    )
     return create_http_app(
         runtime,
         title="OKR metrics service",

@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
@@ -73,6 +74,17 @@ class Policy(Protocol):
         key result per batch, not one per reading). Raising fails the batch (redelivered)."""
 
 
+def count(records: Iterable[ConsumedRecord]) -> Callable[[str], None]:
+    """Count records per topic under an outcome: ``count(records)("applied")``."""
+    per_topic = Counter(record.topic for record in records)
+
+    def under(outcome: str) -> None:
+        for topic, amount in per_topic.items():
+            MESSAGES_APPLIED.labels(topic, outcome).inc(amount)
+
+    return under
+
+
 @dataclass(frozen=True)
 class Refused:
     record: ConsumedRecord
@@ -81,17 +93,12 @@ class Refused:
 
 
 class TrackedConsumer:
-    """Applies batches of integration events from one topic to an application, exactly once."""
+    """Applies batches of integration events to an application, exactly once."""
 
     def __init__(
-        self,
-        application: ServiceApplication,
-        topic: str,
-        policy: Policy,
-        dead_letters: DeadLetters,
+        self, application: ServiceApplication, policy: Policy, dead_letters: DeadLetters
     ) -> None:
         self._application = application
-        self._topic = topic
         self._policy = policy
         self._dead_letters = dead_letters
 
@@ -110,7 +117,7 @@ class TrackedConsumer:
                 "dead-lettering %s@%s: %s", item.record.topic, item.record.offset, item.reason
             )
             await self._dead_letters.send(item.record, item.reason, item.kind)
-        MESSAGES_APPLIED.labels(self._topic, "dead_lettered").inc(len(refused))
+        count(item.record for item in refused)("dead_lettered")
 
     def _apply(self, parsed: list[tuple[ConsumedRecord, Envelope]]) -> list[Refused]:
         for attempt in range(CONFLICT_RETRIES):
@@ -120,7 +127,7 @@ class TrackedConsumer:
             except IntegrityError:
                 if attempt == CONFLICT_RETRIES - 1:
                     raise
-                log.info("write conflict while applying a batch from %s; retrying", self._topic)
+                log.info("write conflict while applying a batch; retrying")
         raise AssertionError("unreachable")
 
     def _fresh(self, parsed: list[tuple[ConsumedRecord, Envelope]]) -> list[tuple[Any, Envelope]]:
@@ -162,8 +169,10 @@ class TrackedConsumer:
         self._policy.finish(unit)
         trackings = [Tracking(event.producer, event.position) for _, event in fresh]
         self._application.record_batch(unit.processing_event(), trackings)
-        MESSAGES_APPLIED.labels(self._topic, "applied").inc(len(fresh) - len(refused))
-        MESSAGES_APPLIED.labels(self._topic, "duplicate").inc(len(parsed) - len(fresh))
-        if fresh:
-            LAST_PROCESSED.labels(self._topic).set(fresh[-1][1].occurred_at.timestamp())
+        refused_records = {id(item.record) for item in refused.values()}
+        count(r for r, _ in fresh if id(r) not in refused_records)("applied")
+        fresh_records = {id(r) for r, _ in fresh}
+        count(r for r, _ in parsed if id(r) not in fresh_records)("duplicate")
+        for record, event in fresh:
+            LAST_PROCESSED.labels(record.topic).set(event.occurred_at.timestamp())
         return list(refused.values())

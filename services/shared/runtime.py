@@ -95,26 +95,27 @@ class ServiceRuntime:
         #: Consecutive failed batches per topic, for the back-off.
         self._failures: dict[str, int] = {}
 
-    def consume(self, topic: str, policy: Policy) -> TrackedConsumer:
-        """Subscribe ``policy`` to the integration events on ``topic``, exactly once."""
-        consumer = TrackedConsumer(self.application, topic, policy, self.dead_letters)
-        self.subscribe(topic, consumer.handle_batch)
+    def consume(self, topics: Sequence[str], policy: Policy) -> TrackedConsumer:
+        """Subscribe ``policy`` to the integration events on ``topics``, exactly once."""
+        consumer = TrackedConsumer(self.application, policy, self.dead_letters)
+        self.subscribe(topics, consumer.handle_batch)
         return consumer
 
-    def subscribe(self, topic: str, handle_batch: BatchHandler) -> None:
-        """Hand ``handle_batch`` each polled batch of raw records from ``topic``; call before
-        ``start``.
+    def subscribe(self, topics: Sequence[str], handle_batch: BatchHandler) -> None:
+        """Hand ``handle_batch`` each polled batch of raw records from ``topics`` (one consumer
+        for all of them: one group member, one fetch loop); call before ``start``.
 
         Offsets are committed only after the handler returns, and rewound when it raises
         (``NACK_ON_ERROR``): at-least-once delivery, which the handlers make exactly-once
         with tracking records or idempotency keys stored with their effects.
         """
         failures = self._failures
+        topic = ",".join(topics)  # names the subscription in logs and metric labels
 
         @self.broker.subscriber(
-            topic,
+            *topics,
             group_id=self.settings.consumer_group,
-            group_instance_id=self.settings.group_instance_id(topic),
+            group_instance_id=self.settings.group_instance_id(topics),
             batch=True,
             max_records=self.settings.consumer_max_records,
             auto_offset_reset="earliest",

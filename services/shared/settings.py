@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import ssl
+from collections.abc import Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -72,10 +74,11 @@ class Settings(BaseSettings):
     def consumer_group(self) -> str:
         return self.kafka_consumer_group or f"okr-{self.service}"
 
-    def group_instance_id(self, topic: str) -> str:
-        """Static membership id of this instance's consumer of ``topic`` (one per topic: each
-        subscription is its own group member)."""
-        return f"{self.consumer_group}-{topic}-{self.instance_id}"
+    def group_instance_id(self, topics: Sequence[str]) -> str:
+        """Static membership id of this instance's consumer of ``topics`` (each subscription
+        is its own group member). Kafka allows only letters, digits, '.', '_' and '-'."""
+        name = f"{self.consumer_group}-{'-'.join(topics)}-{self.instance_id}"
+        return re.sub(r"[^A-Za-z0-9._-]", "_", name)
 
     def kafka_client_options(self) -> dict[str, Any]:
         """Connection options for plain aiokafka clients (admin, tail readers)."""

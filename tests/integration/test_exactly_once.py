@@ -93,7 +93,7 @@ async def produce(bootstrap: str, messages: list[tuple[bytes | None, bytes]]) ->
 async def consume_all(settings: Settings) -> None:
     """Run a tally consumer until its group has committed the whole topic."""
     runtime = ServiceRuntime(settings, TallyApplication(env=store_environment(settings)), None)
-    runtime.consume(GOAL_EVENTS, TallyPolicy())
+    runtime.consume([GOAL_EVENTS], TallyPolicy())
     await runtime.start()
     try:
         await wait_until(
