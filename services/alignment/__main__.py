@@ -25,7 +25,11 @@ def create_app(settings: Settings) -> FastAPI:
         "AGGREGATE_CACHE_MAXSIZE": "100000",
         "AGGREGATE_CACHE_FASTFORWARD": "n",
     }
-    application = AlignmentApplication(env=env)
+    application = AlignmentApplication(
+        env=env,
+        stagnation_window=settings.stagnation_window,
+        stagnation_tolerance=settings.stagnation_tolerance,
+    )
     runtime = ServiceRuntime(settings, application, (ALIGNMENT_EVENTS, integration_event))
     policy = AlignmentPolicy(application)
     runtime.consume([GOAL_EVENTS, METRICS_EVENTS], policy)

@@ -44,6 +44,7 @@ from services.alignment.scoring import (
 )
 from services.shared.consumer import UnitOfWork
 from services.shared.errors import NotFound
+from services.shared.kpi_health import is_stagnant, meaningful_change
 from services.shared.store import ServiceApplication
 
 #: Roll-ups propagate up the cascade; a cycle cannot exist (the goal service refuses them),
@@ -59,10 +60,16 @@ class AlignmentApplication(ServiceApplication):
     name = "alignment"
 
     def __init__(
-        self, env: dict[str, str] | None = None, thresholds: PaceThresholds = DEFAULT_PACE
+        self,
+        env: dict[str, str] | None = None,
+        thresholds: PaceThresholds = DEFAULT_PACE,
+        stagnation_window: timedelta = timedelta(days=14),
+        stagnation_tolerance: float = 0.05,
     ) -> None:
         super().__init__(env)
         self.thresholds = thresholds
+        self.stagnation_window = stagnation_window
+        self.stagnation_tolerance = stagnation_tolerance
         self._index_lock = threading.Lock()
         #: objective id -> track id, and KPI key -> objective ids linking it (kpi KRs).
         self.objectives: dict[str, UUID] = {}
@@ -547,6 +554,13 @@ class AlignmentPolicy:
                     kpi.health,
                     kpi.last_arrival,
                     timedelta(seconds=kpi.definition.interval_seconds),
+                    stagnant=is_stagnant(
+                        kpi.streak,
+                        now,
+                        self.application.stagnation_window,
+                        self.application.stagnation_tolerance,
+                        meaningful_change(kpi.definition),
+                    ),
                 )
             )
         gaps = detect_gaps(facts, kpi_facts, now)

@@ -27,6 +27,7 @@ from contracts import (
     PaceStatus,
 )
 from services.alignment.scoring import ReadingRef, WindowStats
+from services.shared.kpi_health import UnhealthyStreak, extend_streak
 
 NAMESPACE = uuid.UUID("3a0f4b52-6f3d-4e8a-9c51-7d2e8b1f4c60")
 GAP_BOARD_ID = uuid.uuid5(NAMESPACE, "gap-board")
@@ -282,6 +283,8 @@ class KPITrack(Aggregate):
         self.latest_observed_at: str | None = None
         self.last_arrival: datetime | None = None
         self.readings = 0
+        #: The run of unhealthy current values, to tell a stagnant KPI (see kpi_health).
+        self.streak: UnhealthyStreak | None = None
 
     @property
     def health(self) -> Health | None:
@@ -304,6 +307,9 @@ class KPITrack(Aggregate):
             ):
                 self.latest_observed_at = reading["observed_at"]
                 self.health_state = reading["health"]
+                self.streak = extend_streak(
+                    self.streak, Health(reading["health"]), reading["value"], observed
+                )
 
 
 class GapBoard(Aggregate):

@@ -48,6 +48,8 @@ class KPIFacts:
     health: Health | None
     last_arrival: datetime | None
     interval: timedelta
+    #: Unhealthy without meaningful change over the stagnation window.
+    stagnant: bool = False
 
 
 def detect_gaps(
@@ -80,13 +82,14 @@ def detect_gaps(
                 )
             )
     for kpi in kpis:
-        if kpi.health is Health.unhealthy and kpi.key not in linked:
+        if (kpi.health is Health.unhealthy or kpi.stagnant) and kpi.key not in linked:
+            state = "stagnant" if kpi.stagnant else "unhealthy"
             found.append(
                 Gap(
                     GapKind.kpi_unaddressed,
                     kpi.key,
-                    f"KPI {kpi.key} is unhealthy and no active key result moves it: "
-                    "set an OKR to close the gap",
+                    f"KPI {kpi.key} is {state} and no active key result moves it: "
+                    "set an OKR to move the needle",
                 )
             )
         if kpi.last_arrival is not None and now - kpi.last_arrival > 2 * kpi.interval:

@@ -13,9 +13,19 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from eventsourcing.domain import Aggregate, event
-from pydantic import BaseModel
 
-from contracts import Direction, Health, KPIDefinition
+from contracts import Health, KPIDefinition
+from services.shared.kpi_health import (
+    STREAK_BUCKET,
+    STREAK_HISTORY,
+    UnhealthyStreak,
+    extend_streak,
+    health,
+    is_stagnant,
+    is_stale,
+    meaningful_change,
+    meets,
+)
 
 KPI_NAMESPACE = uuid.UUID("0d6c2f4e-9b7a-4c55-8f3e-2b1a9c7d5e01")
 #: ISO-8601 durations of fixed length: weeks, days, hours, minutes, seconds (no years or
@@ -37,98 +47,6 @@ def parse_interval(text: str) -> timedelta:
     if interval <= timedelta(0):
         raise ValueError(f"the interval must be positive, got {text!r}")
     return interval
-
-
-def meets(value: float, threshold: float, direction: Direction) -> bool:
-    """Whether ``value`` is at or beyond ``threshold`` in the KPI's good direction."""
-    if direction is Direction.higher_is_better:
-        return value >= threshold
-    return value <= threshold
-
-
-def health(value: float, direction: Direction, target: float, warning: float | None) -> Health:
-    """healthy when the value meets the target, warning when it meets the warning threshold,
-    else unhealthy; "meets" follows the direction (lower is better for churn or cost)."""
-    if meets(value, target, direction):
-        return Health.healthy
-    if warning is not None and meets(value, warning, direction):
-        return Health.warning
-    return Health.unhealthy
-
-
-def is_stale(last_arrival: datetime, interval: timedelta, now: datetime) -> bool:
-    """No reading arrived within twice the expected interval."""
-    return now - last_arrival > 2 * interval
-
-
-#: Stagnation keeps the range of values per bucket of observed time, not every value, so a
-#: KPI with millions of readings keeps a small state; windows are resolved to a bucket.
-STREAK_BUCKET = timedelta(hours=6)
-#: The longest stagnation window supported: older buckets are dropped.
-STREAK_HISTORY = timedelta(days=92)
-
-
-class UnhealthyStreak(BaseModel):
-    """An unbroken run of unhealthy current values: when it began, and per bucket of observed
-    time ``(bucket start, low, high, last value)``, oldest first."""
-
-    since: datetime
-    buckets: list[tuple[datetime, float, float, float]]
-
-
-def _bucket_start(moment: datetime) -> datetime:
-    step = STREAK_BUCKET.total_seconds()
-    return datetime.fromtimestamp(moment.timestamp() // step * step, tz=moment.tzinfo)
-
-
-def extend_streak(
-    streak: UnhealthyStreak | None, state: Health, value: float, observed_at: datetime
-) -> UnhealthyStreak | None:
-    """The streak after a new current value (extended in place: this runs for every reading).
-
-    Any value that is not unhealthy breaks it."""
-    if state != Health.unhealthy:  # != rather than "is not": state may be a plain str
-        return None
-    start = _bucket_start(observed_at)
-    if streak is None:
-        return UnhealthyStreak(since=observed_at, buckets=[(start, value, value, value)])
-    last_start, low, high, _ = streak.buckets[-1]
-    if start <= last_start:
-        streak.buckets[-1] = (last_start, min(low, value), max(high, value), value)
-    else:
-        streak.buckets.append((start, value, value, value))
-        horizon = observed_at - STREAK_HISTORY
-        while len(streak.buckets) > 1 and streak.buckets[0][0] < horizon:
-            streak.buckets.pop(0)
-    return streak
-
-
-def meaningful_change(definition: KPIDefinition) -> float:
-    """The smallest move that counts as change: the distance from warning threshold to target
-    (or the target's size when there is no warning threshold), never zero."""
-    if definition.warning is not None and definition.warning != definition.target:
-        return abs(definition.target - definition.warning)
-    return abs(definition.target) or 1.0
-
-
-def is_stagnant(
-    streak: UnhealthyStreak | None,
-    now: datetime,
-    window: timedelta,
-    tolerance: float,
-    scale: float,
-) -> bool:
-    """Unhealthy for at least ``window``, and over the window (the value in force when it
-    began, and every value since) moving less than ``tolerance`` x ``scale``."""
-    if streak is None or now - streak.since < window:
-        return False
-    begins = now - window
-    inside = [bucket for bucket in streak.buckets if bucket[0] + STREAK_BUCKET > begins]
-    before = [bucket for bucket in streak.buckets if bucket[0] + STREAK_BUCKET <= begins]
-    values = [low for _, low, _, _ in inside] + [high for _, _, high, _ in inside]
-    if before:
-        values.append(before[-1][3])  # the value in force when the window began
-    return max(values) - min(values) < tolerance * scale
 
 
 def check_unit(definition: KPIDefinition, unit: str | None) -> str | None:
@@ -255,3 +173,19 @@ class KPI(Aggregate):
             self.streak = extend_streak(
                 self.streak, Health(reading.health), reading.value, reading.observed_at
             )
+
+
+__all__ = [
+    "KPI",
+    "STREAK_BUCKET",
+    "STREAK_HISTORY",
+    "UnhealthyStreak",
+    "check_unit",
+    "extend_streak",
+    "health",
+    "is_stagnant",
+    "is_stale",
+    "meaningful_change",
+    "meets",
+    "parse_interval",
+]

@@ -847,3 +847,32 @@ def test_a_second_application_on_the_same_store_has_the_same_state(tmp_path: Pat
     assert customers["value"] == 200
     first.app.close()
     second.app.close()
+
+
+def test_an_unhealthy_kpi_that_does_not_move_is_named_stagnant(service: Alignment) -> None:
+    feed = Feed()
+    flat = [
+        feed.reading(
+            "churn_rate", 8 + (n % 2) * 0.01, day(2, 1) + timedelta(days=n), health=Health.unhealthy
+        )
+        for n in range(20)  # unhealthy for 20 days, moving 0.01 where 1.0 is meaningful
+    ]
+    service.at(day(2, 21))
+    opened = service.batch(churn_kpi(feed), *flat)
+    (gap,) = stored(opened, GapBoard.GapOpened)
+    assert gap.gap_id == "kpi_unaddressed:churn_rate"
+    assert "is stagnant" in gap.message
+
+
+def test_an_unhealthy_kpi_that_moves_is_not_named_stagnant(service: Alignment) -> None:
+    feed = Feed()
+    moving = [
+        feed.reading(
+            "churn_rate", 8 + n * 0.2, day(2, 1) + timedelta(days=n), health=Health.unhealthy
+        )
+        for n in range(20)
+    ]
+    service.at(day(2, 21))
+    opened = service.batch(churn_kpi(feed), *moving)
+    (gap,) = stored(opened, GapBoard.GapOpened)
+    assert "is unhealthy" in gap.message

@@ -452,3 +452,18 @@ def test_same_inputs_give_the_same_gaps() -> None:
     from_generators = detect_gaps((o for o in objectives), (k for k in kpis), NOW)
     assert first == again == rebuilt == reordered == from_generators
     assert len(first) == 7
+
+
+def test_a_stagnant_kpi_without_key_result_is_named_stagnant() -> None:
+    now = datetime(2026, 11, 20, tzinfo=UTC)
+    stagnant = KPIFacts(
+        key="employee_turnover_rate",
+        health=Health.unhealthy,
+        last_arrival=now,
+        interval=timedelta(days=30),
+        stagnant=True,
+    )
+    gaps = detect_gaps([], [stagnant], now)
+    gap = gaps["kpi_unaddressed:employee_turnover_rate"]
+    assert "stagnant" in gap.message
+    assert "move the needle" in gap.message
