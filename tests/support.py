@@ -4,13 +4,14 @@ deadline (never a bare sleep), service processes, and reading whole topics."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import signal
 import socket
 import subprocess
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -176,3 +177,19 @@ async def group_caught_up(bootstrap: str, group: str, topic: str) -> bool:
     finally:
         await consumer.stop()
         await admin.close()
+
+
+def wait_caught_up(
+    bootstrap: str, group: str, topics: Sequence[str], within: float = 120.0
+) -> None:
+    """Wait until consumer ``group`` has committed every partition of ``topics`` to its end."""
+    for topic in topics:
+        wait_for(
+            functools.partial(_caught_up, bootstrap, group, topic),
+            within=within,
+            what=f"group {group} to consume {topic}",
+        )
+
+
+def _caught_up(bootstrap: str, group: str, topic: str) -> bool:
+    return asyncio.run(group_caught_up(bootstrap, group, topic))

@@ -24,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from contracts import GOAL_EVENTS, KPI_READINGS, METRICS_EVENTS
 from services.shared.broker import TOPIC_PARTITIONS, EmbeddedBroker, ensure_topics
-from tests.support import ServiceProcess, free_port, group_caught_up, wait_for
+from tests.support import ServiceProcess, free_port, wait_caught_up, wait_for
 
 RESULTS = Path("var/bench/results.json")
 KPI_COUNT = 100
@@ -206,14 +206,7 @@ def alignment_rebuild(bootstrap: str, root: Path) -> list[Figure]:
     began = time.monotonic()
     alignment = ServiceProcess("alignment", root / "alignment", bootstrap).start()
     try:
-        for topic in (GOAL_EVENTS, METRICS_EVENTS):
-            wait_for(
-                lambda t=topic: asyncio.run(  # type: ignore[misc]
-                    group_caught_up(bootstrap, "okr-alignment", t)
-                ),
-                within=3600,
-                what=f"alignment to rebuild from {topic}",
-            )
+        wait_caught_up(bootstrap, "okr-alignment", [GOAL_EVENTS, METRICS_EVENTS], within=3600)
         elapsed = time.monotonic() - began
         assert alignment.process is not None
         rss = peak_rss_bytes(alignment.process.pid)
@@ -280,11 +273,7 @@ def pipeline(bootstrap: str, root: Path, count: int) -> list[Figure]:
             within=3600,
             what="the readings stored and published",
         )
-        wait_for(
-            lambda: asyncio.run(group_caught_up(bootstrap, "okr-alignment", METRICS_EVENTS)),
-            within=3600,
-            what="alignment to score them",
-        )
+        wait_caught_up(bootstrap, "okr-alignment", [METRICS_EVENTS], within=3600)
         rate = count / (time.monotonic() - began)
         latencies = asyncio.run(steady_latency(bootstrap, probe_url, count))
     finally:

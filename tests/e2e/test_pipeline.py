@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 
 from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, KPI_READINGS, METRICS_EVENTS
 from services.shared.broker import EmbeddedBroker, ensure_topics
-from tests.support import ServiceProcess, free_port, group_caught_up, read_topic, wait_for
+from tests.support import ServiceProcess, free_port, read_topic, wait_caught_up, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -296,14 +296,7 @@ def test_sigkill_mid_stream_then_rebuild_from_empty_store(stack: dict[str, Any])
     alignment.kill()
     alignment.start()
     bootstrap = stack["broker"].bootstrap_servers
-    for topic in (GOAL_EVENTS, METRICS_EVENTS):
-        wait_for(
-            lambda t=topic: asyncio.run(  # type: ignore[misc]
-                group_caught_up(bootstrap, "okr-alignment", t)
-            ),
-            within=120,
-            what=f"alignment to consume {topic}",
-        )
+    wait_caught_up(bootstrap, "okr-alignment", [GOAL_EVENTS, METRICS_EVENTS], within=120)
 
     def counted() -> float | None:
         found = score(stack, objective_id)
@@ -321,14 +314,9 @@ def test_sigkill_mid_stream_then_rebuild_from_empty_store(stack: dict[str, Any])
     }
     rebuilt.start(extra_env=rebuilt_env)
     try:
-        for topic in (GOAL_EVENTS, METRICS_EVENTS):
-            wait_for(
-                lambda t=topic: asyncio.run(  # type: ignore[misc]
-                    group_caught_up(bootstrap, "okr-alignment-rebuild", t)
-                ),
-                within=180,
-                what=f"the rebuilt alignment to consume {topic}",
-            )
+        wait_caught_up(
+            bootstrap, "okr-alignment-rebuild", [GOAL_EVENTS, METRICS_EVENTS], within=180
+        )
         wait_for(
             lambda: comparable(httpx.get(f"{rebuilt.url}/tree").json()) == live,
             within=30,

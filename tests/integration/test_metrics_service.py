@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaProducer
 
 from contracts import KPI_READINGS, METRICS_EVENTS, dlq_topic
 from services.shared.broker import EmbeddedBroker
-from tests.support import ServiceProcess, group_caught_up, read_topic, wait_for
+from tests.support import ServiceProcess, read_topic, wait_caught_up, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -115,10 +115,6 @@ def produce(kafka: EmbeddedBroker, messages: list[bytes]) -> None:
     asyncio.run(_produce(kafka.bootstrap_servers, messages))
 
 
-def caught_up(kafka: EmbeddedBroker) -> bool:
-    return asyncio.run(group_caught_up(kafka.bootstrap_servers, "okr-metrics", KPI_READINGS))
-
-
 def recorded_on_topic(kafka: EmbeddedBroker) -> dict[str, dict[str, Any]]:
     """KPIRecorded events on metrics.events by reading id (a republished copy counts once)."""
     found: dict[str, dict[str, Any]] = {}
@@ -149,7 +145,7 @@ def test_valid_unique_readings_recorded_once_malformed_dead_lettered(
     assert len(messages) == 1000
     produce(kafka, messages)
 
-    wait_for(lambda: caught_up(kafka), within=60, what="the metrics service to consume all")
+    wait_caught_up(kafka.bootstrap_servers, "okr-metrics", [KPI_READINGS], within=60)
     wait_for(lambda: len(recorded_on_topic(kafka)) >= 900, what="900 KPIRecorded published")
     assert readings_count(metrics) == 900
     published = recorded_on_topic(kafka)
@@ -172,7 +168,7 @@ def test_valid_unique_readings_recorded_once_malformed_dead_lettered(
 
     # The same batch again records nothing new.
     produce(kafka, messages)
-    wait_for(lambda: caught_up(kafka), within=60, what="the second pass to be consumed")
+    wait_caught_up(kafka.bootstrap_servers, "okr-metrics", [KPI_READINGS], within=60)
     assert readings_count(metrics) == 900
     assert len(recorded_on_topic(kafka)) == 900
 
@@ -185,7 +181,7 @@ def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     wait_for(lambda: readings_count(metrics) >= 2000, within=60, what="ingestion under way")
     metrics.kill()
     metrics.start()
-    wait_for(lambda: caught_up(kafka), within=120, what="the metrics service to catch up")
+    wait_caught_up(kafka.bootstrap_servers, "okr-metrics", [KPI_READINGS], within=120)
     assert readings_count(metrics) == 20_000
     wait_for(
         lambda: len(recorded_on_topic(kafka)) >= 20_000, within=120, what="every reading published"
