@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -24,8 +25,10 @@ from services import demo
 from services.shared.broker import EmbeddedBroker, broker_answers, ensure_topics
 from services.shared.settings import DEFAULT_PORTS, Settings
 
-#: The services that exist so far, in start order.
+#: The services, in start order.
 SERVICES = ("goal", "metrics", "alignment")
+PROMETHEUS_CONFIG = Path(__file__).resolve().parent.parent / "deploy/prometheus/prometheus.yml"
+PROMETHEUS_ADDRESS = "127.0.0.1:9090"
 READY_TIMEOUT = 60.0
 
 
@@ -35,6 +38,8 @@ class Stack:
         self.settings = Settings()
         self.broker: EmbeddedBroker | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        #: Optional: not watched like the services (it may fail on a taken port alone).
+        self.prometheus: subprocess.Popen[bytes] | None = None
         self.logs = root / "logs"
 
     @property
@@ -86,7 +91,34 @@ class Stack:
             time.sleep(0.3)
         raise TimeoutError(f"{name} not ready after {READY_TIMEOUT:.0f}s; see its log")
 
+    def start_prometheus(self) -> str | None:
+        """Prometheus (Debian's package, when installed) scraping the services with the rules
+        of deploy/prometheus; returns its address."""
+        binary = shutil.which("prometheus")
+        if binary is None:
+            return None
+        self.logs.mkdir(parents=True, exist_ok=True)
+        log = (self.logs / "prometheus.log").open("ab")
+        self.prometheus = subprocess.Popen(
+            [
+                binary,
+                f"--config.file={PROMETHEUS_CONFIG}",
+                f"--storage.tsdb.path={self.root / 'prometheus'}",
+                f"--web.listen-address={PROMETHEUS_ADDRESS}",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        log.close()
+        return f"http://{PROMETHEUS_ADDRESS}"
+
     def stop(self) -> None:
+        if self.prometheus is not None and self.prometheus.poll() is None:
+            self.prometheus.terminate()
+            self.prometheus.wait(20)
+            print("stopped prometheus")
         for name, process in reversed(list(self.processes.items())):
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
@@ -99,13 +131,14 @@ class Stack:
             self.broker.stop()
             print("stopped the broker")
 
-    def banner(self, objectives: int, readings: int) -> str:
+    def banner(self, objectives: int, readings: int, prometheus: str | None) -> str:
         lines = ["", "OKR platform is running:"]
         for name in SERVICES:
             port = DEFAULT_PORTS[name]
             lines.append(f"  {name:<10} http://127.0.0.1:{port}  (API docs: /docs, /metrics)")
         lines += [
             f"  broker     {self.bootstrap}  (topics: goal.events, metrics.events, ...)",
+            f"  prometheus {prometheus or 'not installed (apt-get install prometheus)'}",
             f"  data       {self.settings.data_dir.resolve()}   logs: {self.logs.resolve()}",
             "  demo       "
             + (
@@ -156,7 +189,8 @@ def main() -> None:
             stack.wait_ready(name)
         readings = demo.load_kpis(f"http://127.0.0.1:{DEFAULT_PORTS['metrics']}")
         objectives = demo.load_objectives(f"http://127.0.0.1:{DEFAULT_PORTS['goal']}")
-        print(stack.banner(objectives, readings), flush=True)
+        prometheus = stack.start_prometheus()
+        print(stack.banner(objectives, readings, prometheus), flush=True)
         while True:
             for name, process in stack.processes.items():
                 if process.poll() is not None:

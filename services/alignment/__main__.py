@@ -6,9 +6,10 @@ import logging
 
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, METRICS_EVENTS
-from services.alignment.api import router
+from services.alignment.api import AlignmentCollector, router
 from services.alignment.application import AlignmentApplication, AlignmentPolicy
 from services.alignment.messaging import integration_event
 from services.shared.http import create_http_app
@@ -32,6 +33,7 @@ def create_app(settings: Settings) -> FastAPI:
     )
     runtime = ServiceRuntime(settings, application, (ALIGNMENT_EVENTS, integration_event))
     policy = AlignmentPolicy(application)
+    REGISTRY.register(AlignmentCollector(application))
     runtime.consume([GOAL_EVENTS, METRICS_EVENTS], policy)
     runtime.every(settings.reevaluate_seconds, policy.reevaluate, "re-evaluation")
     return create_http_app(

@@ -46,6 +46,7 @@ from services.shared.consumer import UnitOfWork
 from services.shared.errors import NotFound
 from services.shared.kpi_health import is_stagnant, meaningful_change
 from services.shared.store import ServiceApplication
+from services.shared.telemetry import REPLAY_EVENTS, replaying
 
 #: Roll-ups propagate up the cascade; a cycle cannot exist (the goal service refuses them),
 #: but a bound keeps a bad producer from looping the consumer.
@@ -75,9 +76,11 @@ class AlignmentApplication(ServiceApplication):
         self.objectives: dict[str, UUID] = {}
         self.kpi_links: dict[str, set[str]] = defaultdict(set)
         self.kpis: set[str] = set()
-        for topic in (ObjectiveTrack.Defined, ObjectiveTrack.Redefined, KPITrack.Defined):
-            for notification in self._notifications(get_topic(topic)):
-                self._index(self.mapper.to_domain_event(notification))
+        with replaying():
+            for topic in (ObjectiveTrack.Defined, ObjectiveTrack.Redefined, KPITrack.Defined):
+                for notification in self._notifications(get_topic(topic)):
+                    self._index(self.mapper.to_domain_event(notification))
+                    REPLAY_EVENTS.inc()
 
     def _notifications(self, topic: str) -> Iterator[Any]:
         position = 0

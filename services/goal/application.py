@@ -26,6 +26,7 @@ from contracts import (
 from services.goal.domain import Objective, ObjectiveScores, check_definition
 from services.shared.errors import Conflict, NotFound, RuleViolation, Violation
 from services.shared.store import ServiceApplication
+from services.shared.telemetry import PROJECTION_POSITION, REPLAY_EVENTS, replaying
 
 KPI_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,127}$"
 
@@ -104,6 +105,7 @@ class ObjectiveCatalogue:
                 for notification in notifications:
                     self._apply(application.mapper.to_domain_event(notification))
                     self.position = notification.id
+                PROJECTION_POSITION.labels("catalogue").set(self.position)
                 if len(notifications) < page:
                     return
 
@@ -148,7 +150,9 @@ class GoalApplication(ServiceApplication):
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
         self.catalogue = ObjectiveCatalogue()
-        self.catalogue.catch_up(self)
+        with replaying():
+            self.catalogue.catch_up(self)
+            REPLAY_EVENTS.inc(self.catalogue.position)
 
     # -- commands ---------------------------------------------------------------------------
 

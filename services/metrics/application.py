@@ -32,6 +32,7 @@ from services.metrics.domain import (
 )
 from services.shared.errors import NotFound, RuleViolation, Violation
 from services.shared.store import ServiceApplication
+from services.shared.telemetry import REPLAY_EVENTS, replaying
 
 READINGS = Counter(
     "okr_readings_total",
@@ -111,10 +112,12 @@ class MetricsApplication(ServiceApplication):
         self.stagnation_tolerance = stagnation_tolerance
         self._writing = threading.Lock()
         self.kpis: dict[str, KPI] = {}
-        for kpi_id in self._defined_kpi_ids():
-            kpi: KPI = self.repository.get(kpi_id)
-            self.kpis[kpi.key] = kpi
-            self._report(kpi)
+        with replaying():
+            for kpi_id in self._defined_kpi_ids():
+                kpi: KPI = self.repository.get(kpi_id)
+                self.kpis[kpi.key] = kpi
+                REPLAY_EVENTS.inc(kpi.version)
+                self._report(kpi)
 
     def _defined_kpi_ids(self) -> Iterator[UUID]:
         topic = get_topic(KPI.Defined)

@@ -3,6 +3,7 @@ runs the service's Kafka side, and error answers in one shape."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
@@ -13,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from services.shared.errors import Conflict, NotFound, RuleViolation
 from services.shared.runtime import ServiceRuntime
+from services.shared.telemetry import HTTP_REQUESTS, HTTP_SECONDS
 
 #: Extra readiness conditions of a service (for example, its projections caught up).
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
@@ -36,6 +38,22 @@ def create_http_app(
             await runtime.stop()
 
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
+
+    @app.middleware("http")
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        # By route template (/objectives/{objective_id}), never the raw path: bounded labels.
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = getattr(request.scope.get("route"), "path", "unmatched")
+            HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
+            HTTP_SECONDS.labels(request.method, route).observe(time.perf_counter() - started)
 
     @app.get("/healthz", tags=["operations"], summary="The process is alive")
     async def healthz() -> dict[str, str]:

@@ -18,6 +18,7 @@ from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 from pydantic import BaseModel
 
 from services.shared.settings import Settings
+from services.shared.telemetry import EVENTS_APPENDED, STORE_HEAD
 
 OUTBOX_TRACKING_PREFIX = "outbox:"
 
@@ -153,6 +154,7 @@ class ServiceApplication(Application[UUID]):
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
         self._listeners: list[Callable[[], None]] = []
+        STORE_HEAD.set(self.max_position())
         #: Held by every writer that reads aggregates, decides and commits (consumed batches,
         #: timers): two such writers in one process would only conflict and retry.
         self.write_lock = threading.RLock()
@@ -177,6 +179,10 @@ class ServiceApplication(Application[UUID]):
             self._listeners.append(listener)
 
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
+        for recording in recordings:
+            EVENTS_APPENDED.labels(type(recording.domain_event).__qualname__).inc()
+        if recordings:
+            STORE_HEAD.set(recordings[-1].notification.id)
         with self._listeners_lock:
             listeners = list(self._listeners)
         for listener in listeners:

@@ -6,6 +6,9 @@ One process runs one service, so the default registry holds one service's metric
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 from prometheus_client import Counter, Gauge, Histogram
 
 EVENTS_APPENDED = Counter(
@@ -60,3 +63,32 @@ CONSUMER_LAG_SECONDS = Gauge(
     "Age (broker timestamp to now) of the newest record handled from a topic.",
     ["topic"],
 )
+STORE_HEAD = Gauge("okr_store_head_position", "Position of the last event in the service's log.")
+REPLAY_IN_PROGRESS = Gauge(
+    "okr_replay_in_progress", "1 while the service rebuilds its state from its log at start."
+)
+REPLAY_EVENTS = Counter("okr_replay_events_total", "Events replayed from the log at start.")
+PROJECTION_POSITION = Gauge(
+    "okr_projection_position", "Log position a projection has caught up to.", ["projection"]
+)
+HTTP_REQUESTS = Counter(
+    "okr_http_requests_total",
+    "HTTP requests by route template and status.",
+    ["method", "route", "status"],
+)
+HTTP_SECONDS = Histogram(
+    "okr_http_request_duration_seconds",
+    "HTTP request duration by route template.",
+    ["method", "route"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+@contextmanager
+def replaying() -> Iterator[None]:
+    """Mark the start-up rebuild of a service's state from its log."""
+    REPLAY_IN_PROGRESS.set(1)
+    try:
+        yield
+    finally:
+        REPLAY_IN_PROGRESS.set(0)
