@@ -24,9 +24,10 @@ $(STAMP): pyproject.toml
 run: $(STAMP)
 	$(BIN)/python -m services.stack
 
-# Debian tools the tests use: kcat (a third-party Kafka client that reads our topics) and
-# docker-compose 1.29 (validates docker-compose.yml; no Docker engine runs here).
-DEBIAN_TOOLS := kcat docker-compose
+# Debian tools the tests use: kcat (a third-party Kafka client that reads our topics),
+# docker-compose 1.29 (validates docker-compose.yml; no Docker engine runs here) and
+# prometheus 2.42 (promtool for rule tests, the server for the dashboard query check).
+DEBIAN_TOOLS := kcat docker-compose prometheus
 tools:
 	@missing=""; for tool in $(DEBIAN_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	if [ -n "$$missing" ]; then \

@@ -39,6 +39,8 @@ READINGS = Counter(
     "KPI readings by outcome: received, recorded, duplicate, rejected.",
     ["outcome"],
 )
+for _outcome_name in ("received", "recorded", "duplicate", "rejected"):
+    READINGS.labels(_outcome_name)  # present at zero: the ingestion SLO divides by them
 #: Labelled by KPI key: bounded by the catalogue (KPIs are defined by people, not by data).
 KPI_VALUE = Gauge("okr_kpi_value", "Current value of each KPI (latest observed).", ["kpi"])
 KPI_HEALTH = Gauge(

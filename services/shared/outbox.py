@@ -122,6 +122,8 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
         self._tracking_name = OUTBOX_TRACKING_PREFIX + topic
+        for series in (OUTBOX_ERRORS, OUTBOX_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_POSITION):
+            series.labels(topic)  # present at zero before the first event
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Every event up to this log position has been acknowledged by the broker.

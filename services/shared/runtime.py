@@ -28,6 +28,7 @@ from services.shared.telemetry import (
     BATCH_SIZE,
     CONSUMER_LAG,
     CONSUMER_LAG_SECONDS,
+    declare_consumed,
 )
 
 log = logging.getLogger(__name__)
@@ -110,6 +111,8 @@ class ServiceRuntime:
         with tracking records or idempotency keys stored with their effects.
         """
         failures = self._failures
+        for name in topics:
+            declare_consumed(name)
         topic = ",".join(topics)  # names the subscription in logs and metric labels
 
         @self.broker.subscriber(

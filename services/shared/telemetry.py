@@ -92,3 +92,27 @@ def replaying() -> Iterator[None]:
         yield
     finally:
         REPLAY_IN_PROGRESS.set(0)
+
+
+#: Why a message goes to a DLQ: the ``kind`` of ``contracts.InvalidEvent`` and of rejected
+#: readings, plus ``refused`` by a policy. A fixed set, so the label stays bounded.
+DLQ_REASONS = (
+    "not_json",
+    "oversized",
+    "invalid_fields",
+    "unknown_event_type",
+    "bad_schema_version",
+    "future_schema_version",
+    "no_upcaster",
+    "refused",
+    "rejected",
+)
+
+
+def declare_consumed(topic: str) -> None:
+    """Create a consumed topic's series at zero, so dashboards and alerts see them before the
+    first incident (prometheus-client shows a labelled series only once it is used)."""
+    for outcome in ("applied", "duplicate", "dead_lettered"):
+        MESSAGES_APPLIED.labels(topic, outcome)
+    for reason in DLQ_REASONS:
+        DLQ_MESSAGES.labels(topic, reason)
