@@ -54,3 +54,22 @@ def test_services_build_from_the_dockerfile_and_keep_data_in_volumes() -> None:
     assert "goal-data:/data" in goal["volumes"]
     assert goal["environment"]["KAFKA_BOOTSTRAP_SERVERS"] == "kafka:19092"
     assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+def test_every_mounted_file_exists() -> None:
+    mounts = [
+        volume.split(":")[0]
+        for service in compose()["services"].values()
+        for volume in service.get("volumes", [])
+        if volume.startswith("./")
+    ]
+    assert mounts, "the compose file mounts no project files"
+    missing = [mount for mount in mounts if not (ROOT / mount).exists()]
+    assert missing == []
+
+
+def test_each_service_has_its_port_and_store() -> None:
+    services = compose()["services"]
+    for name, port in (("goal", 8001), ("metrics", 8002), ("alignment", 8003)):
+        assert f"{port}:{port}" in services[name]["ports"]
+        assert f"{name}-data:/data" in services[name]["volumes"]
