@@ -38,8 +38,8 @@ tools:
 	fi
 
 lint: $(STAMP)
-	$(BIN)/ruff check services contracts tests
-	$(BIN)/ruff format --check services contracts tests
+	$(BIN)/ruff check services contracts tests deploy
+	$(BIN)/ruff format --check services contracts tests deploy
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -153,6 +153,9 @@ class GoalApplication(ServiceApplication):
         with replaying():
             self.catalogue.catch_up(self)
             REPLAY_EVENTS.inc(self.catalogue.position)
+        # Follow every commit, commands and consumed scores alike, so the catalogue never
+        # lags the log (its position is a metric: a stalled projection raises an alert).
+        self.on_recorded(lambda: self.catalogue.catch_up(self))
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -258,7 +261,6 @@ class GoalApplication(ServiceApplication):
             raise Conflict(
                 f"objective {objective.id} was changed concurrently; read it again and retry"
             ) from None
-        self.catalogue.catch_up(self)
 
     def _definition(
         self,

@@ -9,6 +9,7 @@ import contextlib
 import importlib.util
 import shutil
 import subprocess
+import sys
 from collections.abc import Iterator
 from typing import Any
 
@@ -83,6 +84,7 @@ def dashboard_queries() -> list[tuple[str, str, str]]:
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up while defined
     spec.loader.exec_module(module)
     queries: list[tuple[str, str, str]] = module.dashboard_queries()
     return queries
@@ -152,7 +154,11 @@ def _query(url: str, expr: str) -> dict[str, Any]:
 
 
 def _value(url: str, expr: str) -> float | None:
-    result = _query(url, expr).get("data", {}).get("result", [])
+    """The first value of an instant query; None when there is none or no Prometheus yet."""
+    try:
+        result = _query(url, expr).get("data", {}).get("result", [])
+    except httpx.HTTPError:
+        return None
     return float(result[0]["value"][1]) if result else None
 
 
