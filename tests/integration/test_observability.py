@@ -157,7 +157,7 @@ def _value(url: str, expr: str) -> float | None:
     """The first value of an instant query; None when there is none or no Prometheus yet."""
     try:
         result = _query(url, expr).get("data", {}).get("result", [])
-    except httpx.HTTPError:
+    except (httpx.HTTPError, ValueError):  # not listening, or not ready (plain-text 503)
         return None
     return float(result[0]["value"][1]) if result else None
 
