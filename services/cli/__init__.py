@@ -12,11 +12,13 @@ import os
 
 import typer
 
-from services.cli import readings
+from services.cli import audit, readings
 from services.cli.context import (
+    DEFAULT_ALIGNMENT_URL,
     DEFAULT_GOAL_URL,
     DEFAULT_METRICS_URL,
     TOKEN_VARIABLE,
+    AlignmentUrlOption,
     CliSettings,
     GoalUrlOption,
     JsonOption,
@@ -34,6 +36,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 app.add_typer(readings.app, name="readings")
+app.command("verify")(audit.verify)
 
 
 @app.callback()
@@ -41,6 +44,7 @@ def okr(
     ctx: typer.Context,
     metrics_url: MetricsUrlOption = DEFAULT_METRICS_URL,
     goal_url: GoalUrlOption = DEFAULT_GOAL_URL,
+    alignment_url: AlignmentUrlOption = DEFAULT_ALIGNMENT_URL,
     json_output: JsonOption = False,
 ) -> None:
     """Drive the OKR platform: objectives, KPIs and their readings.
@@ -51,6 +55,7 @@ def okr(
         ctx.obj = CliSettings.configure(
             goal_url=goal_url,
             metrics_url=metrics_url,
+            alignment_url=alignment_url,
             json_output=json_output,
             token=os.environ.get(TOKEN_VARIABLE),
         )

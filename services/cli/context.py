@@ -19,8 +19,10 @@ import typer
 
 DEFAULT_GOAL_URL = "http://127.0.0.1:8001"
 DEFAULT_METRICS_URL = "http://127.0.0.1:8002"
+DEFAULT_ALIGNMENT_URL = "http://127.0.0.1:8003"
 GOAL_URL_VARIABLE = "OKR_GOAL_URL"
 METRICS_URL_VARIABLE = "OKR_METRICS_URL"
+ALIGNMENT_URL_VARIABLE = "OKR_ALIGNMENT_URL"
 #: Read from the environment only: a token given as an option would show in `ps` and history.
 TOKEN_VARIABLE = "OKR_TOKEN"
 
@@ -41,6 +43,14 @@ GoalUrlOption = Annotated[
         "--goal-url",
         envvar=GOAL_URL_VARIABLE,
         help="Base URL of the goal service (objectives and key results).",
+    ),
+]
+AlignmentUrlOption = Annotated[
+    str,
+    typer.Option(
+        "--alignment-url",
+        envvar=ALIGNMENT_URL_VARIABLE,
+        help="Base URL of the alignment service (scores, tree, gaps).",
     ),
 ]
 JsonOption = Annotated[
@@ -66,17 +76,25 @@ class CliSettings:
 
     goal_url: str = DEFAULT_GOAL_URL
     metrics_url: str = DEFAULT_METRICS_URL
+    alignment_url: str = DEFAULT_ALIGNMENT_URL
     token: str | None = None
     json_output: bool = False
 
     @classmethod
     def configure(
-        cls, *, goal_url: str, metrics_url: str, json_output: bool, token: str | None
+        cls,
+        *,
+        goal_url: str,
+        metrics_url: str,
+        json_output: bool,
+        token: str | None,
+        alignment_url: str = DEFAULT_ALIGNMENT_URL,
     ) -> CliSettings:
         """Check the URLs now, so a typo is one clear error rather than a connection failure."""
         return cls(
             goal_url=_base_url(goal_url, "--goal-url"),
             metrics_url=_base_url(metrics_url, "--metrics-url"),
+            alignment_url=_base_url(alignment_url, "--alignment-url"),
             token=token or None,
             json_output=json_output,
         )
@@ -87,6 +105,7 @@ class CliSettings:
         return cls.configure(
             goal_url=os.environ.get(GOAL_URL_VARIABLE, DEFAULT_GOAL_URL),
             metrics_url=os.environ.get(METRICS_URL_VARIABLE, DEFAULT_METRICS_URL),
+            alignment_url=os.environ.get(ALIGNMENT_URL_VARIABLE, DEFAULT_ALIGNMENT_URL),
             json_output=False,
             token=os.environ.get(TOKEN_VARIABLE),
         )

@@ -19,6 +19,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
 from contracts import ALL_TOPICS, KPI_READINGS, dlq_topic
+from contracts.topics import AUDIT_HEADS
 
 #: Topic -> partitions. Event topics are keyed by aggregate id, so partitions only bound
 #: the parallelism of consumers; readings get more because they are the volume.
@@ -133,6 +134,8 @@ async def ensure_topics(client_options: dict[str, Any]) -> list[str]:
             for name in (topic, dlq_topic(topic))
             if name not in existing
         ]
+        if AUDIT_HEADS not in existing:  # the latest head per service is all that matters
+            wanted.append(NewTopic(AUDIT_HEADS, 1, 1, topic_configs={"cleanup.policy": "compact"}))
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 await admin.create_topics(wanted)

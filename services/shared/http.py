@@ -3,6 +3,7 @@ runs the service's Kafka side, and error answers in one shape."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -12,7 +13,9 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from services.shared.audit import verify
 from services.shared.errors import Conflict, NotFound, RuleViolation
+from services.shared.outbox import published_head
 from services.shared.runtime import ServiceRuntime
 from services.shared.telemetry import HTTP_REQUESTS, HTTP_SECONDS
 
@@ -67,6 +70,20 @@ def create_http_app(
             report["checks"].update(extra)
             report["ready"] = report["ready"] and all(extra.values())
         return JSONResponse(report, status_code=200 if report["ready"] else 503)
+
+    @app.get("/audit/verify", tags=["audit"], summary="Verify the tamper-evident log")
+    async def audit_verify() -> dict[str, Any]:
+        """Recompute the hash chain over the whole event log, and compare its end with the
+        head published on audit.heads: ``ok``, or the first broken position and why."""
+        head = await published_head(
+            runtime.settings.kafka_client_options(), runtime.application.name
+        )
+        recorder = runtime.application.tracking_recorder
+        verdict = await asyncio.to_thread(lambda: verify(recorder.select_links(), head))
+        return verdict.as_dict() | {
+            "service": runtime.settings.service,
+            "published_head": {"position": head[0], "hash": head[1]} if head else None,
+        }
 
     @app.get("/metrics", tags=["operations"], summary="Prometheus metrics")
     async def metrics() -> Response:

@@ -23,6 +23,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from eventsourcing.persistence import Tracking
 
 from contracts import ContractModel, Envelope, stable_event_id
+from contracts.topics import AUDIT_HEADS
 from services.shared.store import OUTBOX_TRACKING_PREFIX, ServiceApplication
 from services.shared.telemetry import (
     OUTBOX_BACKLOG,
@@ -69,6 +70,42 @@ def envelope_for(
         "payload": payload,
     }
     return event_class.trusted(**fields) if trusted else event_class.model_validate(fields)
+
+
+async def published_head(
+    client_options: dict[str, Any], producer: str, window: int = 1000
+) -> tuple[int, str] | None:
+    """The latest chain head ``producer`` published on ``audit.heads`` (among its last
+    ``window`` records: every service publishes one per relayed batch)."""
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options)
+    await consumer.start()
+    try:
+        if AUDIT_HEADS not in await consumer.topics():
+            return None
+        partitions = [
+            TopicPartition(AUDIT_HEADS, p) for p in consumer.partitions_for_topic(AUDIT_HEADS) or ()
+        ]
+        consumer.assign(partitions)
+        ends = await consumer.end_offsets(partitions)
+        starts = await consumer.beginning_offsets(partitions)
+        latest: tuple[int, str] | None = None
+        for tp in partitions:
+            if ends[tp] <= starts[tp]:
+                continue
+            consumer.seek(tp, max(starts[tp], ends[tp] - window))
+            while (await consumer.position(tp)) < ends[tp]:
+                batches = await consumer.getmany(tp, timeout_ms=5000)
+                if not batches:
+                    raise TimeoutError(f"could not read {AUDIT_HEADS}")
+                for record in batches.get(tp, []):
+                    head = json.loads(record.value)
+                    if head["producer"] == producer and (
+                        latest is None or head["position"] >= latest[0]
+                    ):
+                        latest = (head["position"], head["hash"])
+        return latest
+    finally:
+        await consumer.stop()
 
 
 async def published_tail_position(client_options: dict[str, Any], topic: str) -> int | None:
@@ -235,6 +272,7 @@ class OutboxRelay:
             for key, value, headers in messages
         ]
         await asyncio.gather(*confirmations)
+        await self._publish_head(producer, last)
         if last > self._recorded:  # a republished stretch was recorded before
             await asyncio.to_thread(
                 self._application.tracking_recorder.insert_tracking,
@@ -245,6 +283,17 @@ class OutboxRelay:
         OUTBOX_PUBLISHED.labels(self._topic).inc(len(messages))
         await self._report_backlog()
         return advanced
+
+    async def _publish_head(self, producer: AIOKafkaProducer, position: int) -> None:
+        """Publish where the tamper-evident chain stands, so that removing events from the end
+        of the log (with their links) is caught by comparing with Kafka."""
+        chained = await asyncio.to_thread(self._application.tracking_recorder.link_at, position)
+        if chained is None:
+            return
+        head = {"producer": self._application.name, "position": position, "hash": chained}
+        await producer.send(
+            AUDIT_HEADS, json.dumps(head).encode(), key=self._application.name.encode()
+        )
 
     async def _report_backlog(self) -> None:
         head = await asyncio.to_thread(self._application.max_position)

@@ -17,6 +17,7 @@ from eventsourcing.persistence import JSONTranscoder, Recording, Tracking, Trans
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 from pydantic import BaseModel
 
+from services.shared.audit import GENESIS, StoredLink, link
 from services.shared.settings import Settings
 from services.shared.telemetry import EVENTS_APPENDED, STORE_HEAD
 
@@ -38,6 +39,8 @@ class BatchTrackingSQLiteRecorder(SQLiteProcessRecorder):
             *super().construct_create_table_statements(),
             "CREATE TABLE IF NOT EXISTS idempotency_keys ("
             "scope TEXT, key TEXT, PRIMARY KEY (scope, key)) WITHOUT ROWID",
+            # The tamper-evident chain: one link per stored event, by its position.
+            "CREATE TABLE IF NOT EXISTS audit_chain (position INTEGER PRIMARY KEY, hash TEXT)",
         ]
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any) -> Any:
@@ -72,7 +75,44 @@ class BatchTrackingSQLiteRecorder(SQLiteProcessRecorder):
             rows = ",".join("(?,?,?,?)" for _ in chunk)
             c.execute(f"INSERT INTO {self.events_table_name} VALUES {rows} RETURNING rowid", values)
             ids += sorted(row[0] for row in c.fetchall())
+        self._chain(c, stored_events, ids)
         return ids
+
+    def _chain(self, c: SQLiteCursor, stored_events: Sequence[Any], ids: list[int]) -> None:
+        """Link the new events to the chain, in the transaction that stores them."""
+        c.execute("SELECT hash FROM audit_chain ORDER BY position DESC LIMIT 1")
+        last = c.fetchone()
+        previous = last[0] if last else GENESIS
+        links = []
+        for event, position in zip(stored_events, ids, strict=True):
+            originator = (
+                event.originator_id.hex
+                if isinstance(event.originator_id, UUID)
+                else str(event.originator_id)
+            )
+            previous = link(
+                previous, originator, event.originator_version, event.topic, event.state
+            )
+            links.append((position, previous))
+        c.executemany("INSERT INTO audit_chain VALUES (?, ?)", links)
+
+    def select_links(self) -> list[StoredLink]:
+        """Every stored event joined with its link, in position order, either side missing
+        where the other is (SQLite's full outer join)."""
+        statement = (
+            "SELECT COALESCE(a.position, e.rowid), e.originator_id, e.originator_version, "
+            f"e.topic, e.state, a.hash FROM audit_chain a FULL OUTER JOIN {self.events_table_name}"
+            " e ON e.rowid = a.position ORDER BY COALESCE(a.position, e.rowid)"
+        )
+        with self.datastore.transaction(commit=False) as c:
+            c.execute(statement)
+            return [StoredLink(*row) for row in c.fetchall()]
+
+    def link_at(self, position: int) -> str | None:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT hash FROM audit_chain WHERE position = ?", [position])
+            row = c.fetchone()
+            return row[0] if row else None
 
     def select_tracked(self, application_name: str, positions: Sequence[int]) -> set[int]:
         """Which of ``positions`` of ``application_name`` have already been processed."""
