@@ -6,15 +6,21 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Query
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
+from pydantic import AwareDatetime
 
 from contracts import GapKind, PaceStatus
 from services.alignment.application import AlignmentApplication
 from services.alignment.domain import ObjectiveTrack
+
+AsOf = Annotated[
+    AwareDatetime | None,
+    Query(description="An instant (ISO-8601 with timezone): answer as things were then."),
+]
 
 
 def key_result_view(track: ObjectiveTrack) -> list[dict[str, Any]]:
@@ -94,15 +100,25 @@ def router(application: AlignmentApplication) -> APIRouter:
     api = APIRouter(tags=["alignment"])
 
     @api.get("/tree")
-    async def tree(period: str | None = None, org_unit: str | None = None) -> list[dict[str, Any]]:
-        """The cascade of active objectives with scores, pace and each key result's score."""
-        tracks = await asyncio.to_thread(application.tracks)
+    async def tree(
+        period: str | None = None, org_unit: str | None = None, as_of: AsOf = None
+    ) -> list[dict[str, Any]]:
+        """The cascade of active objectives with scores, pace and each key result's score;
+        with ``as_of``, as it was at that instant (replayed from the log up to then)."""
+        if as_of is not None:
+            tracks = await asyncio.to_thread(application.tracks_as_of, as_of)
+        else:
+            tracks = await asyncio.to_thread(application.tracks)
         return build_tree(tracks, period, org_unit)
 
     @api.get("/objectives/{objective_id}/score")
-    async def objective_score(objective_id: str) -> dict[str, Any]:
+    async def objective_score(objective_id: str, as_of: AsOf = None) -> dict[str, Any]:
         """Objective score and pace, and per key result score, progress, value, pace and the
         lineage of its last evaluation (the readings or check-in that determined it)."""
+        if as_of is not None:
+            return objective_view(
+                await asyncio.to_thread(application.track_as_of, objective_id, as_of)
+            )
         return objective_view(await asyncio.to_thread(application.track, objective_id))
 
     @api.get("/key-results/{key_result_id}/scores")
@@ -112,10 +128,16 @@ def router(application: AlignmentApplication) -> APIRouter:
 
     @api.get("/gaps")
     async def gaps(
-        kind: GapKind | None = None, owner: str | None = None, period: str | None = None
+        kind: GapKind | None = None,
+        owner: str | None = None,
+        period: str | None = None,
+        as_of: AsOf = None,
     ) -> list[dict[str, Any]]:
-        """Open gaps, oldest first."""
-        found = await asyncio.to_thread(application.open_gaps)
+        """Open gaps, oldest first (with ``as_of``: those open at that instant)."""
+        if as_of is not None:
+            found = await asyncio.to_thread(application.open_gaps_as_of, as_of)
+        else:
+            found = await asyncio.to_thread(application.open_gaps)
         return sorted(
             (
                 g

@@ -126,6 +126,25 @@ class AlignmentApplication(ServiceApplication):
             ids = list(self.objectives.values())
         return [self.repository.get(track_id, deepcopy_from_cache=False) for track_id in ids]
 
+    def tracks_as_of(self, instant: datetime) -> list[ObjectiveTrack]:
+        """Every objective as the alignment service saw it at ``instant``: definitions and
+        evaluations recorded by then (objectives not set yet are absent)."""
+        with self._index_lock:
+            ids = list(self.objectives.values())
+        found = (self.as_of(track_id, instant) for track_id in ids)
+        return [track for track in found if isinstance(track, ObjectiveTrack)]
+
+    def track_as_of(self, objective_id: str, instant: datetime) -> ObjectiveTrack:
+        track_id = self.objectives.get(objective_id)
+        track = self.as_of(track_id, instant) if track_id else None
+        if not isinstance(track, ObjectiveTrack):
+            raise NotFound(f"no objective {objective_id} at {instant.isoformat()}")
+        return track
+
+    def open_gaps_as_of(self, instant: datetime) -> list[dict[str, Any]]:
+        board = self.as_of(GAP_BOARD_ID, instant)
+        return list(board.open.values()) if isinstance(board, GapBoard) else []
+
     def kpi_track(self, key: str) -> KPITrack | None:
         try:
             found: KPITrack = self.repository.get(

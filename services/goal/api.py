@@ -8,9 +8,16 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, status
-from pydantic import BaseModel, Field
+from pydantic import AwareDatetime, BaseModel, Field
 
-from contracts import KeyResultDefinition, Level, ObjectiveDefinition, ObjectiveStatus
+from contracts import (
+    KeyResultDefinition,
+    Level,
+    ObjectiveArchived,
+    ObjectiveDefinition,
+    ObjectiveSet,
+    ObjectiveStatus,
+)
 from services.goal.application import (
     CheckInCommand,
     GoalApplication,
@@ -18,6 +25,7 @@ from services.goal.application import (
 )
 from services.goal.domain import Objective, ObjectiveScores
 from services.goal.messaging import published_form
+from services.shared.history import changes
 
 Actor = Annotated[
     str,
@@ -29,6 +37,10 @@ Actor = Annotated[
     ),
 ]
 CorrelationId = Annotated[str | None, Header(alias="X-Correlation-ID", max_length=200)]
+AsOf = Annotated[
+    AwareDatetime | None,
+    Query(description="An instant (ISO-8601 with timezone): answer as things were then."),
+]
 
 
 class KeyResultView(KeyResultDefinition):
@@ -64,6 +76,9 @@ class HistoryEntry(BaseModel):
     actor: str
     correlation_id: str | None
     payload: dict[str, Any]
+    changes: list[dict[str, Any]] = Field(
+        description="Field-level differences from the version before: field, before, after."
+    )
 
 
 def view(
@@ -116,9 +131,13 @@ def router(application: GoalApplication) -> APIRouter:
         )
 
     @api.get("/{objective_id}", response_model=ObjectiveView)
-    async def get_objective(objective_id: UUID) -> ObjectiveView:
+    async def get_objective(objective_id: UUID, as_of: AsOf = None) -> ObjectiveView:
         """The objective, each KR's latest check-in, and the latest scores (from the
-        alignment service's events)."""
+        alignment service's events); with ``as_of``, all of it as it was at that instant."""
+        if as_of is not None:
+            then = await asyncio.to_thread(application.objective_as_of, objective_id, as_of)
+            scores = await asyncio.to_thread(application.scores_as_of, objective_id, as_of)
+            return view(then, scores=scores)
         objective = await asyncio.to_thread(application.get_objective, objective_id)
         return view(objective, scores=await asyncio.to_thread(application.scores, objective_id))
 
@@ -171,8 +190,21 @@ def router(application: GoalApplication) -> APIRouter:
         """Every change of the objective, oldest first, as published on `goal.events`."""
         events = await asyncio.to_thread(application.history, objective_id)
         entries = []
+        state: dict[str, Any] = {}  # the objective as of the previous event, for the diffs
         for domain_event in events:
             event_class, payload = published_form(domain_event)
+            fields = payload.model_dump(mode="json")
+            if event_class is ObjectiveSet:
+                after = fields | {"check_ins": state.get("check_ins", {})}
+            elif event_class is ObjectiveArchived:
+                after = state | {"status": "archived"}
+            else:  # a check-in: the key result's latest check-in changes
+                check_in = {
+                    k: v for k, v in fields.items() if k not in ("objective_id", "key_result_id")
+                }
+                after = state | {
+                    "check_ins": state.get("check_ins", {}) | {fields["key_result_id"]: check_in}
+                }
             entries.append(
                 HistoryEntry(
                     version=domain_event.originator_version,
@@ -180,9 +212,11 @@ def router(application: GoalApplication) -> APIRouter:
                     occurred_at=domain_event.timestamp,
                     actor=domain_event.actor,
                     correlation_id=domain_event.correlation_id,
-                    payload=payload.model_dump(mode="json"),
+                    payload=fields,
+                    changes=changes(state or None, after),
                 )
             )
+            state = after
         return entries
 
     return api

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 import uuid
-from datetime import date
+from datetime import date, datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -234,6 +234,18 @@ class GoalApplication(ServiceApplication):
         if not isinstance(objective, Objective):
             raise NotFound(f"no objective {objective_id}")
         return objective
+
+    def objective_as_of(self, objective_id: UUID, instant: datetime) -> Objective:
+        """The objective as it was at ``instant`` (its definition, targets, weights and
+        check-ins then), replayed from its events up to that instant."""
+        objective = self.as_of(objective_id, instant)
+        if not isinstance(objective, Objective):
+            raise NotFound(f"no objective {objective_id} at {instant.isoformat()}")
+        return objective
+
+    def scores_as_of(self, objective_id: UUID, instant: datetime) -> ObjectiveScores | None:
+        scores = self.as_of(ObjectiveScores.create_id(str(objective_id)), instant)
+        return scores if isinstance(scores, ObjectiveScores) else None
 
     def scores(self, objective_id: UUID) -> ObjectiveScores | None:
         """The latest scores the alignment service published for the objective, if any."""

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Path, Query, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, Field, ValidationError
 
 from contracts import KPIReading, describe_validation_error
 from services.metrics.application import (
@@ -147,9 +147,24 @@ def router(application: MetricsApplication) -> APIRouter:
         return [application.status(key) for key in sorted(application.kpis)]
 
     @api.get("/kpis/{key}", response_model=KPIStatus)
-    async def get_kpi(key: KPIKey) -> KPIStatus:
-        """Definition, latest value by observed time, health, stale and stagnant flags."""
+    async def get_kpi(
+        key: KPIKey,
+        as_of: Annotated[
+            AwareDatetime | None,
+            Query(description="An instant (ISO-8601 with timezone): the KPI as it was then."),
+        ] = None,
+    ) -> KPIStatus:
+        """Definition, latest value by observed time, health, stale and stagnant flags; with
+        ``as_of``, as they were at that instant (replayed from the log up to then)."""
+        if as_of is not None:
+            return await asyncio.to_thread(application.status_as_of, key, as_of)
         return application.status(key)
+
+    @api.get("/kpis/{key}/history")
+    async def kpi_history(key: KPIKey) -> list[dict[str, Any]]:
+        """Every definition of the KPI, oldest first, with actor, time and field-level
+        before/after changes."""
+        return await asyncio.to_thread(application.definition_history, key)
 
     @api.get("/kpis/{key}/readings", response_model=list[RecordedReading])
     async def kpi_readings(

@@ -31,6 +31,7 @@ from services.metrics.domain import (
     parse_interval,
 )
 from services.shared.errors import NotFound, RuleViolation, Violation
+from services.shared.history import changes
 from services.shared.store import ServiceApplication
 from services.shared.telemetry import REPLAY_EVENTS, replaying
 
@@ -232,8 +233,17 @@ class MetricsApplication(ServiceApplication):
             raise NotFound(f"no KPI {key!r}") from None
 
     def status(self, key: str, now: datetime | None = None) -> KPIStatus:
-        kpi = self.get_kpi(key)
-        now = now or datetime.now(UTC)
+        return self._status(self.get_kpi(key), now or datetime.now(UTC))
+
+    def status_as_of(self, key: str, instant: datetime) -> KPIStatus:
+        """The KPI as it was at ``instant``: its definition then, the latest value recorded by
+        then, its health, staleness and stagnation judged at that instant."""
+        kpi = self.as_of(KPI.create_id(key), instant)
+        if not isinstance(kpi, KPI):
+            raise NotFound(f"no KPI {key!r} at {instant.isoformat()}")
+        return self._status(kpi, instant)
+
+    def _status(self, kpi: KPI, now: datetime) -> KPIStatus:
         interval = parse_interval(kpi.definition.interval)
         return KPIStatus(
             definition=kpi.definition,
@@ -253,6 +263,27 @@ class MetricsApplication(ServiceApplication):
             last_arrival=kpi.last_arrival,
             version=kpi.version,
         )
+
+    def definition_history(self, key: str) -> list[dict[str, Any]]:
+        """Every definition of the KPI, oldest first, with who set it, when, and the
+        field-level changes from the one before (readings have their own history)."""
+        kpi = self.get_kpi(key)
+        entries, before = [], None
+        for domain_event in self.events.get(kpi.id):
+            if not isinstance(domain_event, KPI.Defined | KPI.Redefined):
+                continue
+            entries.append(
+                {
+                    "version": domain_event.originator_version,
+                    "event_type": "KPIDefined",
+                    "occurred_at": domain_event.timestamp,
+                    "actor": domain_event.actor,
+                    "definition": domain_event.definition,
+                    "changes": changes(before, domain_event.definition),
+                }
+            )
+            before = domain_event.definition
+        return entries
 
     def readings(
         self,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -259,6 +260,19 @@ class ServiceApplication(Application[UUID]):
             aggregate = processing_event.aggregates[aggregate_id]
             snapshot_class: Any = getattr(type(aggregate), "Snapshot", self.snapshot_class)
             self.snapshots.put([snapshot_class.take(aggregate)])
+
+    def as_of(self, aggregate_id: UUID, instant: datetime) -> Any | None:
+        """The aggregate as it was at ``instant``: rebuilt from its events recorded up to then
+        (snapshots help), not today's state filtered. None when it did not exist yet."""
+        version = None
+        domain_event: Any
+        for domain_event in self.events.get(aggregate_id):
+            if domain_event.timestamp > instant:
+                break
+            version = domain_event.originator_version
+        if version is None:
+            return None
+        return self.repository.get(aggregate_id, version=version)
 
     def max_position(self) -> int:
         """The position of the last event in this service's log (0 when empty)."""

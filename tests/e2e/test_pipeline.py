@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -325,3 +326,91 @@ def test_sigkill_mid_stream_then_rebuild_from_empty_store(stack: dict[str, Any])
         assert open_gaps(stack) == {g["gap_id"] for g in httpx.get(f"{rebuilt.url}/gaps").json()}
     finally:
         rebuilt.stop()
+
+
+def test_as_of_shows_targets_and_scores_as_they_were(stack: dict[str, Any]) -> None:
+    define_kpi(
+        stack,
+        "audited",
+        name="Audited KPI",
+        direction="higher_is_better",
+        target=100,
+        interval="P1D",
+    )
+    body: dict[str, Any] = {
+        "title": "Audit me",
+        "owner": "auditor",
+        "org_unit": "audit",
+        "level": "company",
+        "period": "2026",
+        "key_results": [
+            {
+                "title": "Reach the target",
+                "kind": "kpi",
+                "kpi": "audited",
+                "aggregation": "latest",
+                "baseline": 0,
+                "target": 100,
+            }
+        ],
+    }
+    created = httpx.post(f"{stack['goal'].url}/objectives", json=body).json()
+    objective_id = created["objective"]["id"]
+    kr_id = created["key_results"][0]["id"]
+
+    def kr_score() -> float | None:
+        found = score(stack, objective_id)
+        return found["key_results"][0]["score"] if found else None
+
+    produce(stack, [reading("audited", 50, "2026-06-01T00:00:00Z", 1)])
+    wait_for(lambda: kr_score() == 0.5, within=60, what="the first score")
+    # The services run on this host: its clock is theirs. The redefinition comes later.
+    instant = datetime.now(UTC)
+    instant_text = instant.isoformat()
+    wait_for(
+        lambda: datetime.now(UTC) > instant + timedelta(milliseconds=200),
+        within=5,
+        what="the clock to pass the instant",
+    )
+
+    redefined = {**body, "key_results": [{**body["key_results"][0], "id": kr_id, "target": 200}]}
+    httpx.put(f"{stack['goal'].url}/objectives/{objective_id}", json=redefined).raise_for_status()
+    wait_for(lambda: kr_score() == 0.25, within=60, what="the score under the new target")
+    produce(stack, [reading("audited", 100, "2026-07-01T00:00:00Z", 2)])
+    wait_for(lambda: kr_score() == 0.5, within=60, what="the score after the new reading")
+
+    then = httpx.get(
+        f"{stack['alignment'].url}/objectives/{objective_id}/score", params={"as_of": instant_text}
+    ).json()
+    assert (then["key_results"][0]["target"], then["key_results"][0]["score"]) == (100.0, 0.5)
+    assert then["key_results"][0]["value"] == 50
+    tree_then = httpx.get(f"{stack['alignment'].url}/tree", params={"as_of": instant_text}).json()
+    audited = [n for n in tree_then if n["id"] == objective_id]
+    assert audited[0]["key_results"][0]["target"] == 100.0
+    now = score(stack, objective_id)
+    assert (now["key_results"][0]["target"], now["key_results"][0]["value"]) == (200.0, 100)
+
+    goal_then = httpx.get(
+        f"{stack['goal'].url}/objectives/{objective_id}", params={"as_of": instant_text}
+    ).json()
+    assert goal_then["key_results"][0]["target"] == 100.0
+    kpi_then = httpx.get(
+        f"{stack['metrics'].url}/kpis/audited", params={"as_of": instant_text}
+    ).json()
+    assert kpi_then["value"] == 50
+
+    history = httpx.get(f"{stack['goal'].url}/objectives/{objective_id}/history").json()
+    changed = [
+        c
+        for entry in history
+        for c in entry["changes"]
+        if c["field"] == f"key_results[{kr_id}].target"
+    ]
+    assert changed[-1] == {"field": f"key_results[{kr_id}].target", "before": 100.0, "after": 200.0}
+    assert (
+        httpx.get(
+            f"{stack['goal'].url}/objectives/{objective_id}",
+            params={"as_of": "2001-01-01T00:00:00Z"},
+        ).status_code
+        == 404
+    )
