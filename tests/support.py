@@ -20,6 +20,8 @@ import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
+from services.shared import broker
+
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -114,35 +116,9 @@ class ServiceProcess:
                 self.kill()
 
 
-async def _read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
-    try:
-        await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
-        if not partitions:
-            return []
-        consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
-        ends = await consumer.end_offsets(partitions)
-        records: list[ConsumerRecord[bytes, bytes]] = []
-        pending = {tp for tp in partitions if ends[tp] > 0}
-        while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=5000)
-            if not batches:
-                raise TimeoutError(f"stalled reading {topic}")
-            for tp, batch in batches.items():
-                records.extend(batch)
-                if batch[-1].offset + 1 >= ends[tp]:
-                    pending.discard(tp)
-        return records
-    finally:
-        await consumer.stop()
-
-
 def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:
     """Every record of ``topic`` up to its current end, partition by partition, in order."""
-    return asyncio.run(_read_topic(bootstrap, topic))
+    return asyncio.run(broker.read_topic({"bootstrap_servers": bootstrap}, topic))
 
 
 async def wait_until(

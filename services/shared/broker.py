@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
 
@@ -120,6 +121,34 @@ async def broker_answers(bootstrap_servers: str, **options: Any) -> bool:
     finally:
         await admin.close()
         quiet.setLevel(level)
+
+
+async def read_topic(client_options: dict[str, Any], topic: str) -> list[ConsumerRecord]:
+    """Every record of ``topic`` up to its current end, partition by partition, in order
+    (no consumer group: nothing is committed)."""
+    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options)
+    await consumer.start()
+    try:
+        await consumer.topics()
+        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        if not partitions:
+            return []
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        ends = await consumer.end_offsets(partitions)
+        records: list[ConsumerRecord] = []
+        pending = {tp for tp in partitions if ends[tp] > 0}
+        while pending:
+            batches = await consumer.getmany(*pending, timeout_ms=5000)
+            if not batches:
+                raise TimeoutError(f"stalled reading {topic}")
+            for tp, batch in batches.items():
+                records.extend(batch)
+                if batch[-1].offset + 1 >= ends[tp]:
+                    pending.discard(tp)
+        return records
+    finally:
+        await consumer.stop()
 
 
 async def ensure_topics(client_options: dict[str, Any]) -> list[str]:

@@ -16,6 +16,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, KPI_READINGS, METRICS_EVENTS
+from services.alignment.api import build_tree
+from services.alignment.messaging import rebuild_from_topics
 from services.shared.broker import EmbeddedBroker, ensure_topics
 from tests.support import ServiceProcess, free_port, read_topic, wait_caught_up, wait_for
 
@@ -414,3 +416,38 @@ def test_as_of_shows_targets_and_scores_as_they_were(stack: dict[str, Any]) -> N
         ).status_code
         == 404
     )
+
+
+def test_offline_replay_from_the_topics_gives_the_services_tree(
+    stack: dict[str, Any], tmp_path: Path
+) -> None:
+    """No service involved: the alignment rules run over the topics, with the clock at T."""
+    instant = datetime.now(UTC)
+    live = httpx.get(f"{stack['alignment'].url}/tree", params={"as_of": instant.isoformat()})
+    application = asyncio.run(
+        rebuild_from_topics(
+            {"bootstrap_servers": stack["broker"].bootstrap_servers}, instant, tmp_path
+        )
+    )
+    try:
+        offline = build_tree(application.tracks(), None, None)
+    finally:
+        application.close()
+
+    def scores_only(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Pace is judged at the instant of each evaluation (the service's then, the replay's
+        T), so compare definitions, values and scores."""
+
+        def strip(node: dict[str, Any]) -> dict[str, Any]:
+            return {
+                **{k: v for k, v in node.items() if k not in ("pace", "children", "key_results")},
+                "key_results": [
+                    {k: v for k, v in kr.items() if k != "status"} for kr in node["key_results"]
+                ],
+                "children": [strip(child) for child in node["children"]],
+            }
+
+        return [strip(node) for node in comparable(tree)]
+
+    assert offline, "the replay found no objectives"
+    assert scores_only(offline) == scores_only(live.json())
