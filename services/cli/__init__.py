@@ -12,7 +12,7 @@ import os
 
 import typer
 
-from services.cli import audit, readings
+from services.cli import audit, kpis, objectives, readings, views
 from services.cli.context import (
     DEFAULT_ALIGNMENT_URL,
     DEFAULT_GOAL_URL,
@@ -37,6 +37,13 @@ app = typer.Typer(
 )
 app.add_typer(readings.app, name="readings")
 app.command("verify")(audit.verify)
+app.add_typer(objectives.app, name="objective")
+app.add_typer(kpis.app, name="kpi")
+app.command("tree")(views.tree)
+app.command("replay")(views.replay)
+app.command("gaps")(views.gaps)
+app.command("history")(views.history)
+app.command("demo")(views.demo)
 
 
 @app.callback()

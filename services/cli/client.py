@@ -74,6 +74,7 @@ class ServiceClient:
         token: str | None,
         *,
         correlation_id: str | None = None,
+        actor: str | None = None,
         timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     ) -> None:
         self.service = service
@@ -83,6 +84,8 @@ class ServiceClient:
             headers["Authorization"] = f"Bearer {token}"
         if correlation_id:
             headers["X-Correlation-ID"] = correlation_id
+        if actor:
+            headers["X-Actor"] = actor
         self._http = httpx.Client(
             base_url=base_url, headers=headers, timeout=timeout, transport=transport_factory()
         )

@@ -11,7 +11,8 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
+from getpass import getuser
 from typing import Annotated
 from urllib.parse import urlsplit
 
@@ -25,6 +26,8 @@ METRICS_URL_VARIABLE = "OKR_METRICS_URL"
 ALIGNMENT_URL_VARIABLE = "OKR_ALIGNMENT_URL"
 #: Read from the environment only: a token given as an option would show in `ps` and history.
 TOKEN_VARIABLE = "OKR_TOKEN"
+#: Who makes the changes, recorded on every event they cause (default: the login name).
+ACTOR_VARIABLE = "OKR_ACTOR"
 
 #: The command could not run (service down, bad input file, bad option).
 EXIT_FAILED = 1
@@ -79,6 +82,7 @@ class CliSettings:
     alignment_url: str = DEFAULT_ALIGNMENT_URL
     token: str | None = None
     json_output: bool = False
+    actor: str = field(default_factory=lambda: os.environ.get(ACTOR_VARIABLE) or getuser())
 
     @classmethod
     def configure(

@@ -358,6 +358,7 @@ def run_import(
             "metrics",
             settings.metrics_url,
             settings.token,
+            actor=settings.actor,
             correlation_id=f"okr-import-{uuid.uuid4()}",
         ) as client,
         Progress(

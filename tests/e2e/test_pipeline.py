@@ -14,10 +14,12 @@ from typing import Any
 import httpx
 import pytest
 from aiokafka import AIOKafkaProducer
+from typer.testing import CliRunner
 
 from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, KPI_READINGS, METRICS_EVENTS
 from services.alignment.api import build_tree
 from services.alignment.messaging import rebuild_from_topics
+from services.cli import app as okr
 from services.shared.broker import EmbeddedBroker, ensure_topics
 from tests.support import ServiceProcess, free_port, read_topic, wait_caught_up, wait_for
 
@@ -451,3 +453,21 @@ def test_offline_replay_from_the_topics_gives_the_services_tree(
 
     assert offline, "the replay found no objectives"
     assert scores_only(offline) == scores_only(live.json())
+
+
+def test_okr_replay_from_kafka_needs_no_service(stack: dict[str, Any]) -> None:
+    moment = datetime.now(UTC).isoformat()
+    result = CliRunner().invoke(
+        okr,
+        [
+            "--json",
+            "replay",
+            "--as-of",
+            moment,
+            "--from-kafka",
+            stack["broker"].bootstrap_servers,
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    titles = {node["title"] for node in json.loads(result.output)}
+    assert "Become the #1 provider of AI-powered chatbots" in titles

@@ -66,3 +66,55 @@ def test_a_service_down_is_one_line_and_exit_1(monkeypatch: pytest.MonkeyPatch) 
     result = CliRunner().invoke(app, ["verify"])
     assert result.exit_code == 1
     assert "cannot reach the goal service" in result.output
+
+
+def test_replay_asks_the_tree_as_of_the_instant_and_sends_the_actor(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    seen: list[httpx.Request] = []
+    tree = [
+        {
+            "id": "o1",
+            "title": "Become the #1 provider",
+            "score": 0.5,
+            "pace": "on_track",
+            "owner": "dana",
+            "period": "2026",
+            "key_results": [],
+            "children": [
+                {
+                    "id": "o2",
+                    "title": "Deepen relationships",
+                    "score": 0.25,
+                    "pace": "at_risk",
+                    "owner": "lee",
+                    "period": "2026-Q4",
+                    "key_results": [],
+                    "children": [],
+                }
+            ],
+        }
+    ]
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json=tree)
+
+    monkeypatch.setattr(client, "transport_factory", lambda: httpx.MockTransport(handle))
+    result = CliRunner().invoke(
+        app,
+        ["--json", "replay", "--as-of", "2026-06-01T00:00:00Z", "--objective", "o2"],
+        env={"OKR_ACTOR": "an.auditor"},
+    )
+    assert result.exit_code == 0, result.output
+    assert [node["id"] for node in json.loads(result.output)] == ["o2"]
+    (request,) = seen
+    assert request.url.path == "/tree"
+    assert request.url.params["as_of"] == "2026-06-01T00:00:00+00:00"
+    assert request.headers["X-Actor"] == "an.auditor"
+
+
+def test_replay_refuses_an_instant_without_timezone() -> None:
+    result = CliRunner().invoke(app, ["replay", "--as-of", "2026-06-01T00:00:00"])
+    assert result.exit_code == 1
+    assert "has no timezone" in result.output
