@@ -63,6 +63,7 @@ def objective_view(track: ObjectiveTrack, with_lineage: bool = True) -> dict[str
         "weight": definition.weight,
         "parent_id": definition.parent_id,
         "parent_key_result_id": definition.parent_key_result_id,
+        "definition": {"producer": "goal", "position": track.definition_position},
         "score": evaluation.get("score"),
         "pace": evaluation.get("status"),
         "expected": evaluation.get("expected"),

@@ -162,24 +162,33 @@ class AlignmentApplication(ServiceApplication):
         return list(board.open.values())
 
     def key_result_history(self, key_result_id: str) -> list[dict[str, Any]]:
-        """Every published evaluation of a key result, oldest first."""
+        """Every published evaluation of a key result, oldest first, each with the position
+        in goal.events of the objective definition it used (its targets and weights)."""
         for track in self.tracks():
-            if any(kr.id == key_result_id for kr in track.definition.key_results):
-                return [
-                    {
-                        "score": e.score,
-                        "progress": e.progress,
-                        "value": e.value,
-                        "expected": e.expected,
-                        "status": e.status,
-                        "as_of": e.as_of,
-                        "lineage": e.lineage,
-                    }
-                    for e in self.events.get(track.id)
-                    if isinstance(e, ObjectiveTrack.KeyResultEvaluated)
+            if not any(kr.id == key_result_id for kr in track.definition.key_results):
+                continue
+            history, definition_position = [], 0
+            for e in self.events.get(track.id):
+                if isinstance(e, ObjectiveTrack.Defined | ObjectiveTrack.Redefined):
+                    definition_position = e.position
+                elif (
+                    isinstance(e, ObjectiveTrack.KeyResultEvaluated)
                     and e.key_result_id == key_result_id
                     and e.published
-                ]
+                ):
+                    history.append(
+                        {
+                            "score": e.score,
+                            "progress": e.progress,
+                            "value": e.value,
+                            "expected": e.expected,
+                            "status": e.status,
+                            "as_of": e.as_of,
+                            "lineage": e.lineage,
+                            "definition": {"producer": "goal", "position": definition_position},
+                        }
+                    )
+            return history
         raise NotFound(f"no key result {key_result_id}")
 
 
@@ -190,6 +199,7 @@ def reading_lineage(reference: ReadingRef) -> dict[str, Any]:
         "event_type": "KPIRecorded",
         "reading_id": reference.reading_id,
         "observed_at": reference.observed_at.isoformat(),
+        "source": reference.source,
     }
 
 
@@ -262,7 +272,11 @@ class AlignmentPolicy:
         elif isinstance(event, KPIRecorded):
             reading = event.payload
             reference = ReadingRef(
-                reading.reading_id, reading.value, reading.observed_at, event.position
+                reading.reading_id,
+                reading.value,
+                reading.observed_at,
+                event.position,
+                reading.source,
             )
             batch.readings[reading.kpi].append((reference, reading.health.value))
             batch.arrived[reading.kpi] = max(
@@ -376,6 +390,7 @@ class AlignmentPolicy:
                             item["value"],
                             datetime.fromisoformat(item["observed_at"]),
                             item["position"],
+                            item.get("source", ""),
                         )
                         if in_window(
                             reference.observed_at,
@@ -399,6 +414,7 @@ class AlignmentPolicy:
                     "value": r.value,
                     "observed_at": r.observed_at.astimezone(UTC).isoformat(),
                     "position": r.position,
+                    "source": r.source,
                     "health": health,
                 }
                 for r, health in readings

@@ -43,6 +43,7 @@ def stats_from_dict(raw: dict[str, Any]) -> WindowStats:
             item["value"],
             observed if isinstance(observed, datetime) else datetime.fromisoformat(observed),
             item["position"],
+            item.get("source", ""),
         )
 
     return WindowStats(
@@ -110,6 +111,8 @@ class ObjectiveTrack(Aggregate):
     def __init__(self, objective_id: str, definition: dict[str, Any], position: int) -> None:
         self.objective_id = objective_id
         self.definition = ObjectiveDefinition.model_validate(definition)
+        #: Position in goal.events of the definition in force: scores cite it for auditors.
+        self.definition_position = position
         #: key result id -> its latest check-in (value, done, checklist_done, confidence).
         self.check_ins: dict[str, dict[str, Any]] = {}
         #: key result id -> statistics of its KPI's readings in the period (kpi kind).
@@ -125,6 +128,7 @@ class ObjectiveTrack(Aggregate):
     @event(Redefined)
     def redefine(self, definition: dict[str, Any], position: int) -> None:
         self.definition = ObjectiveDefinition.model_validate(definition)
+        self.definition_position = position
         kept = {kr.id for kr in self.definition.key_results}
         for table in (self.check_ins, self.stats, self.evaluations):
             for key_result_id in set(table) - kept:

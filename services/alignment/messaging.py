@@ -35,6 +35,7 @@ from services.shared.outbox import envelope_for
 from services.shared.settings import Settings
 from services.shared.store import store_environment
 
+LINEAGE_FIELDS = frozenset(LineageItem.model_fields)
 #: Events applied per transaction when rebuilding offline.
 REPLAY_BATCH = 2000
 
@@ -53,7 +54,11 @@ def integration_event(domain_event: Any, position: int) -> Envelope | None:
             expected=domain_event.expected,
             status=PaceStatus(domain_event.status),
             as_of=domain_event.as_of,
-            lineage=[LineageItem.model_validate(item) for item in domain_event.lineage],
+            # The published lineage keeps the contract's fields (the source stays internal).
+            lineage=[
+                LineageItem.model_validate({k: v for k, v in item.items() if k in LINEAGE_FIELDS})
+                for item in domain_event.lineage
+            ],
         )
     elif isinstance(domain_event, ObjectiveTrack.ObjectiveEvaluated) and domain_event.published:
         aggregate_id = domain_event.objective_id

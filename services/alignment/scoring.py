@@ -95,6 +95,8 @@ class ReadingRef:
     value: float
     observed_at: datetime
     position: int
+    #: The system the reading came from, for auditors following a score's lineage.
+    source: str = ""
 
 
 @dataclass

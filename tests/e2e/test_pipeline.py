@@ -174,6 +174,14 @@ def test_seed_example_scores_as_readings_stream_in(stack: dict[str, Any]) -> Non
     # latest: the lineage is the one reading that determines the value, with its position.
     assert [item["reading_id"] for item in history[-1]["lineage"]] == ["arr-2"]
     assert history[-1]["lineage"][0]["position"] >= 1
+    assert history[-1]["lineage"][0]["source"] == "crm"
+    goal_event = history[-1]["definition"]
+    goal_events = [
+        json.loads(r.value) for r in read_topic(stack["broker"].bootstrap_servers, GOAL_EVENTS)
+    ]
+    definition = next(e for e in goal_events if e["position"] == goal_event["position"])
+    assert definition["event_type"] == "ObjectiveSet"
+    assert definition["payload"]["id"] == objective_id  # the definition version it used
     cited = {item["reading_id"] for entry in history for item in entry["lineage"]}
     assert "arr-4" not in cited  # outside the period: never counted
     sums = httpx.get(f"{stack['alignment'].url}/key-results/{customers_kr}/scores").json()
