@@ -69,57 +69,29 @@ def verify(rows: Iterable[StoredLink], published_head: tuple[int, str] | None = 
     published to Kafka (when there is one)."""
     previous, checked, position = GENESIS, 0, 0
     head_position, head_hash = published_head or (0, GENESIS)
+
+    def broken(at: int, reason: str) -> Verdict:
+        return Verdict(False, checked, position, previous, at, reason)
+
     for row in rows:
         position = row.position
         if row.state is None or row.originator_id is None or row.topic is None:
-            return Verdict(
-                False,
-                checked,
-                position,
-                previous,
-                position,
-                "an event was removed: its link remains",
-            )
+            return broken(position, "an event was removed: its link remains")
         if row.recorded_hash is None:
-            return Verdict(
-                False,
-                checked,
-                position,
-                previous,
-                position,
-                "an event has no link: inserted outside the store, or its link removed",
+            return broken(
+                position, "an event has no link: inserted outside the store, or its link removed"
             )
         expected = link(previous, row.originator_id, row.version or 0, row.topic, row.state)
         if expected != row.recorded_hash:
-            return Verdict(
-                False,
-                checked,
-                position,
-                previous,
-                position,
-                "an event was altered, or events were reordered",
-            )
+            return broken(position, "an event was altered, or events were reordered")
         previous = expected
         checked += 1
-    if published_head is not None:
-        head_position, head_hash = published_head
-        if head_position > position:
-            return Verdict(
-                False,
-                checked,
-                position,
-                previous,
-                position + 1,
-                f"the log ends at {position} but {head_position} was published: "
-                "events were removed from its end",
-            )
-        if head_position > 0 and head_position == position and head_hash != previous:
-            return Verdict(
-                False,
-                checked,
-                position,
-                previous,
-                position,
-                "the log's head differs from the published one",
-            )
+        if position == head_position and expected != head_hash:
+            return broken(position, "the log differs from the head published at this position")
+    if head_position > position:
+        return broken(
+            position + 1,
+            f"the log ends at {position} but a head at {head_position} was published: "
+            "events were removed from its end",
+        )
     return Verdict(True, checked, position, previous)
