@@ -6,7 +6,6 @@ so recording a batch reads nothing but the idempotency keys, and writes once.
 
 from __future__ import annotations
 
-import threading
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -113,7 +112,6 @@ class MetricsApplication(ServiceApplication):
         super().__init__(env)
         self.stagnation_window = stagnation_window
         self.stagnation_tolerance = stagnation_tolerance
-        self._writing = threading.Lock()
         self.kpis: dict[str, KPI] = {}
         with replaying():
             for kpi_id in self._defined_kpi_ids():
@@ -140,7 +138,7 @@ class MetricsApplication(ServiceApplication):
     ) -> tuple[KPI, bool]:
         """Define a KPI, or redefine it; returns it and whether it is new."""
         definition = self._definition(key, command)
-        with self._writing:
+        with self.write_lock:
             kpi = self.kpis.get(key)
             created = kpi is None
             if kpi is None:
@@ -170,7 +168,7 @@ class MetricsApplication(ServiceApplication):
         """
         READINGS.labels("received").inc(len(readings))
         outcomes: list[ReadingOutcome | None] = [None] * len(readings)
-        with self._writing:
+        with self.write_lock:
             candidates: dict[str, list[int]] = defaultdict(list)
             for index, reading in enumerate(readings):
                 kpi = self.kpis.get(reading.kpi)
