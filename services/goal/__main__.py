@@ -24,9 +24,8 @@ def create_app(settings: Settings) -> FastAPI:
     runtime.consume([ALIGNMENT_EVENTS], ScoreNotes())
 
     async def catalogue_caught_up() -> dict[str, bool]:
-        # The log also grows by the scores read from alignment.events, which the catalogue
-        # does not follow as they come: catch up, then judge.
-        await asyncio.to_thread(application.catalogue.catch_up, application)
+        # The catalogue follows every commit (GoalApplication.on_recorded): behind the head
+        # only for the moment between a commit and its notification, or if it is stuck.
         head = await asyncio.to_thread(application.max_position)
         return {"catalogue": application.catalogue.position >= head}
 
