@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PORTS = {"goal": 8001, "metrics": 8002, "alignment": 8003}
@@ -42,9 +42,14 @@ class Settings(BaseSettings):
     postgres_host: str = "127.0.0.1"
     postgres_port: int = 5432
     postgres_user: str = "postgres"
-    postgres_password: str = ""
-    #: Database name; each service gets its own schema inside it.
+    postgres_password: SecretStr = SecretStr("")
+    #: Database name: one per service, or one shared with a schema per service.
     postgres_dbname: str = "okr"
+    #: Schema of this service's tables (created if missing); empty means the service name.
+    postgres_schema: str = ""
+    #: Encrypts stored events and snapshots (AES, eventsourcing's cipher) when set: a
+    #: base64-encoded 16, 24 or 32-byte key. Keep it apart from the database and its backups.
+    cipher_key: SecretStr | None = None
 
     http_host: str = "127.0.0.1"
     #: 0 means the service's default port (goal 8001, metrics 8002, alignment 8003).

@@ -15,138 +15,15 @@ from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
 from eventsourcing.persistence import JSONTranscoder, Recording, Tracking, Transcoding
-from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 from pydantic import BaseModel
 
-from services.shared.audit import GENESIS, StoredLink, link
+from services.shared.postgres import BatchTrackingPostgresRecorder
+from services.shared.recorder import BatchTrackingRecorder
 from services.shared.settings import Settings
+from services.shared.sqlite import BatchTrackingSQLiteRecorder
 from services.shared.telemetry import EVENTS_APPENDED, STORE_HEAD
 
 OUTBOX_TRACKING_PREFIX = "outbox:"
-
-
-class BatchTrackingSQLiteRecorder(SQLiteProcessRecorder):
-    """A process recorder that records what was consumed in the same transaction as the
-    events it caused, for whole batches at once.
-
-    - ``trackings=[...]``: one tracking row per (producer, position), so positions may arrive
-      in any order across partitions (``eventsourcing`` itself takes one per transaction).
-    - ``idempotency_keys=[(scope, key), ...]``: for inputs that have no producer position,
-      such as KPI readings from outside systems, whose reading id is the idempotency key.
-    """
-
-    def construct_create_table_statements(self) -> list[str]:
-        return [
-            *super().construct_create_table_statements(),
-            "CREATE TABLE IF NOT EXISTS idempotency_keys ("
-            "scope TEXT, key TEXT, PRIMARY KEY (scope, key)) WITHOUT ROWID",
-            # The tamper-evident chain: one link per stored event, by its position.
-            "CREATE TABLE IF NOT EXISTS audit_chain (position INTEGER PRIMARY KEY, hash TEXT)",
-        ]
-
-    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any) -> Any:
-        returning = self._insert_rows(c, stored_events)
-        single = kwargs.get("tracking")
-        for tracking in [single] if single else kwargs.get("trackings", ()):
-            self._insert_tracking(c, tracking)
-        keys = kwargs.get("idempotency_keys")
-        if keys:
-            c.executemany("INSERT INTO idempotency_keys VALUES (?, ?)", keys)
-        return returning
-
-    def _insert_rows(self, c: SQLiteCursor, stored_events: Sequence[Any]) -> list[int]:
-        """Insert events with one multi-row statement per chunk instead of one statement per
-        event (the library's way): the hot path of ingestion. New rows take rowids (the
-        notification ids) in insertion order, so the sorted returned ids match the events."""
-        ids: list[int] = []
-        for start in range(0, len(stored_events), 2000):  # 4 parameters each, below 32766
-            chunk = stored_events[start : start + 2000]
-            values = [
-                field
-                for event in chunk
-                for field in (
-                    event.originator_id.hex
-                    if isinstance(event.originator_id, UUID)
-                    else event.originator_id,
-                    event.originator_version,
-                    event.topic,
-                    event.state,
-                )
-            ]
-            rows = ",".join("(?,?,?,?)" for _ in chunk)
-            c.execute(f"INSERT INTO {self.events_table_name} VALUES {rows} RETURNING rowid", values)
-            ids += sorted(row[0] for row in c.fetchall())
-        self._chain(c, stored_events, ids)
-        return ids
-
-    def _chain(self, c: SQLiteCursor, stored_events: Sequence[Any], ids: list[int]) -> None:
-        """Link the new events to the chain, in the transaction that stores them."""
-        c.execute("SELECT hash FROM audit_chain ORDER BY position DESC LIMIT 1")
-        last = c.fetchone()
-        previous = last[0] if last else GENESIS
-        links = []
-        for event, position in zip(stored_events, ids, strict=True):
-            originator = (
-                event.originator_id.hex
-                if isinstance(event.originator_id, UUID)
-                else str(event.originator_id)
-            )
-            previous = link(
-                previous, originator, event.originator_version, event.topic, event.state
-            )
-            links.append((position, previous))
-        c.executemany("INSERT INTO audit_chain VALUES (?, ?)", links)
-
-    def select_links(self) -> list[StoredLink]:
-        """Every stored event joined with its link, in position order, either side missing
-        where the other is (SQLite's full outer join)."""
-        statement = (
-            "SELECT COALESCE(a.position, e.rowid), e.originator_id, e.originator_version, "
-            f"e.topic, e.state, a.hash FROM audit_chain a FULL OUTER JOIN {self.events_table_name}"
-            " e ON e.rowid = a.position ORDER BY COALESCE(a.position, e.rowid)"
-        )
-        with self.datastore.transaction(commit=False) as c:
-            c.execute(statement)
-            return [StoredLink(*row) for row in c.fetchall()]
-
-    def link_at(self, position: int) -> str | None:
-        with self.datastore.transaction(commit=False) as c:
-            c.execute("SELECT hash FROM audit_chain WHERE position = ?", [position])
-            row = c.fetchone()
-            return row[0] if row else None
-
-    def select_tracked(self, application_name: str, positions: Sequence[int]) -> set[int]:
-        """Which of ``positions`` of ``application_name`` have already been processed."""
-        return set(
-            self._select_in(
-                "SELECT notification_id FROM tracking WHERE application_name=? AND notification_id",
-                application_name,
-                positions,
-            )
-        )
-
-    def select_known_keys(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which of the (scope, key) pairs were already recorded."""
-        found: set[tuple[str, str]] = set()
-        # SQLite allows 32766 parameters: two per pair, in chunks well below it.
-        for start in range(0, len(pairs), 5_000):
-            chunk = pairs[start : start + 5_000]
-            rows = ",".join("(?,?)" for _ in chunk)
-            with self.datastore.transaction(commit=False) as c:
-                statement = "SELECT scope, key FROM idempotency_keys WHERE (scope, key) IN "
-                c.execute(f"{statement}(VALUES {rows})", [part for pair in chunk for part in pair])
-                found.update((scope, key) for scope, key in c.fetchall())
-        return found
-
-    def _select_in(self, statement: str, first: Any, values: Sequence[Any]) -> list[Any]:
-        found: list[Any] = []
-        # SQLite allows 32766 parameters; stay well below it.
-        for start in range(0, len(values), 10_000):
-            chunk = values[start : start + 10_000]
-            with self.datastore.transaction(commit=False) as c:
-                c.execute(f"{statement} IN ({','.join('?' * len(chunk))})", [first, *chunk])
-                found += [row[0] for row in c.fetchall()]
-        return found
 
 
 class PydanticTranscoding(Transcoding):
@@ -169,16 +46,36 @@ def _topic(cls: type) -> str:
 
 def store_environment(settings: Settings) -> dict[str, str]:
     """The ``eventsourcing`` environment for this service's store."""
+    env = {
+        # Many tracking rows per transaction, one per consumed (producer, position).
+        "SINGLE_ROW_TRACKING": "no",
+    }
+    if settings.cipher_key is not None:
+        # Events and snapshots are encrypted (AES-GCM) before they reach the database.
+        env |= {
+            "CIPHER_TOPIC": "eventsourcing.cipher:AESCipher",
+            "CIPHER_KEY": settings.cipher_key.get_secret_value(),
+        }
     if settings.persistence == "sqlite":
         settings.data_dir.mkdir(parents=True, exist_ok=True)
-        return {
+        return env | {
             "PERSISTENCE_MODULE": "eventsourcing.sqlite",
             "SQLITE_DBNAME": str(settings.data_dir / f"{settings.service}.sqlite"),
             "SQLITE_LOCK_TIMEOUT": "10",
-            "SINGLE_ROW_TRACKING": "no",
             "PROCESS_RECORDER_TOPIC": _topic(BatchTrackingSQLiteRecorder),
         }
-    raise NotImplementedError("PostgreSQL event stores arrive with the production deployment")
+    return env | {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_HOST": settings.postgres_host,
+        "POSTGRES_PORT": str(settings.postgres_port),
+        "POSTGRES_USER": settings.postgres_user,
+        "POSTGRES_PASSWORD": settings.postgres_password.get_secret_value(),
+        "POSTGRES_DBNAME": settings.postgres_dbname,
+        "POSTGRES_SCHEMA": settings.postgres_schema or settings.service,
+        # Wait this long for the events table lock before giving up (and retrying).
+        "POSTGRES_LOCK_TIMEOUT": "10",
+        "PROCESS_RECORDER_TOPIC": _topic(BatchTrackingPostgresRecorder),
+    }
 
 
 class ServiceApplication(Application[UUID]):
@@ -210,9 +107,9 @@ class ServiceApplication(Application[UUID]):
         return self.factory.process_recorder()
 
     @property
-    def tracking_recorder(self) -> BatchTrackingSQLiteRecorder:
+    def tracking_recorder(self) -> BatchTrackingRecorder:
         recorder = self.recorder
-        assert isinstance(recorder, BatchTrackingSQLiteRecorder)
+        assert isinstance(recorder, BatchTrackingRecorder)
         return recorder
 
     def on_recorded(self, listener: Callable[[], None]) -> None:
