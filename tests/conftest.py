@@ -1,8 +1,19 @@
 """Fixtures and settings shared by all test layers."""
 
+from collections.abc import Iterator
+
+import pytest
 from hypothesis import settings
+
+from tests.stores import Store, open_store
 
 # Hypothesis's per-example deadline (200 ms) fails properties on a loaded 2-core CI machine
 # for reasons that are not the property's; every property still runs its examples.
 settings.register_profile("okr", deadline=None)
 settings.load_profile("okr")
+
+
+@pytest.fixture
+def store(request: pytest.FixtureRequest) -> Iterator[Store]:
+    """SQLite, unless the test is marked ``@both_stores`` (then SQLite, and PostgreSQL)."""
+    yield from open_store(getattr(request, "param", "sqlite"))

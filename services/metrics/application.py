@@ -1,7 +1,8 @@
 """The metrics service's application: the KPI catalogue and batched reading ingestion.
 
 Every KPI's current state is kept in memory (loaded from snapshots and the log at start-up),
-so recording a batch reads nothing but the idempotency keys, and writes once.
+so recording a batch reads nothing but the idempotency keys, and writes once. Instances that
+share one store (scale-out) follow each other's events through the log before each command.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any, ClassVar, Literal
 from uuid import UUID
 
 from eventsourcing.application import ProcessingEvent
+from eventsourcing.persistence import Recording
 from eventsourcing.utils import get_topic
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ConfigDict, Field
@@ -113,12 +115,13 @@ class MetricsApplication(ServiceApplication):
         self.stagnation_window = stagnation_window
         self.stagnation_tolerance = stagnation_tolerance
         self.kpis: dict[str, KPI] = {}
+        self._kpis_by_id: dict[UUID, KPI] = {}
+        #: Every event up to this log position is reflected in ``kpis``.
+        self._followed = self.max_position()
         with replaying():
             for kpi_id in self._defined_kpi_ids():
-                kpi: KPI = self.repository.get(kpi_id)
-                self.kpis[kpi.key] = kpi
+                kpi = self._hold(self.repository.get(kpi_id))
                 REPLAY_EVENTS.inc(kpi.version)
-                self._report(kpi)
 
     def _defined_kpi_ids(self) -> Iterator[UUID]:
         topic = get_topic(KPI.Defined)
@@ -139,6 +142,7 @@ class MetricsApplication(ServiceApplication):
         """Define a KPI, or redefine it; returns it and whether it is new."""
         definition = self._definition(key, command)
         with self.write_lock:
+            self._follow()
             kpi = self.kpis.get(key)
             created = kpi is None
             if kpi is None:
@@ -146,12 +150,12 @@ class MetricsApplication(ServiceApplication):
             else:
                 kpi.redefine(definition, actor, correlation_id)
             try:
-                self.save(kpi)
+                recordings = self.save(kpi)
             except Exception:
                 self._reload(kpi)
                 raise
-            self.kpis[key] = kpi
-        self._report(kpi)
+            self._hold(kpi)
+            self._followed_past(recordings)
         return kpi, created
 
     def record(
@@ -169,6 +173,7 @@ class MetricsApplication(ServiceApplication):
         READINGS.labels("received").inc(len(readings))
         outcomes: list[ReadingOutcome | None] = [None] * len(readings)
         with self.write_lock:
+            self._follow()
             candidates: dict[str, list[int]] = defaultdict(list)
             for index, reading in enumerate(readings):
                 kpi = self.kpis.get(reading.kpi)
@@ -210,11 +215,12 @@ class MetricsApplication(ServiceApplication):
                 processing: ProcessingEvent[UUID] = ProcessingEvent()
                 processing.collect_events(*touched.values())
                 try:
-                    self.record_batch(processing, idempotency_keys=keys)
+                    recordings = self.record_batch(processing, idempotency_keys=keys)
                 except Exception:
                     for kpi in touched.values():
                         self._reload(kpi)
                     raise
+                self._followed_past(recordings)
         for kpi in touched.values():
             self._report(kpi)
         final = [outcome for outcome in outcomes if outcome is not None]
@@ -225,6 +231,9 @@ class MetricsApplication(ServiceApplication):
     # -- queries ----------------------------------------------------------------------------
 
     def get_kpi(self, key: str) -> KPI:
+        if key not in self.kpis:
+            with self.write_lock:
+                self._follow()  # defined by another instance of the service, perhaps
         try:
             return self.kpis[key]
         except KeyError:
@@ -342,12 +351,43 @@ class MetricsApplication(ServiceApplication):
             raise RuleViolation(violations)
         return definition
 
+    def _hold(self, kpi: KPI) -> KPI:
+        self.kpis[kpi.key] = self._kpis_by_id[kpi.id] = kpi
+        self._report(kpi)
+        return kpi
+
     def _reload(self, kpi: KPI) -> None:
-        """Drop in-memory changes that were not stored (the commit failed)."""
+        """Drop in-memory changes that were not stored (the commit failed, perhaps because
+        another instance stored the same KPI's next version first)."""
         try:
-            self.kpis[kpi.key] = self.repository.get(kpi.id)
+            self._hold(self.repository.get(kpi.id))
         except Exception:
             self.kpis.pop(kpi.key, None)
+            self._kpis_by_id.pop(kpi.id, None)
+
+    def _follow(self, until: int | None = None) -> None:
+        """Load the KPIs that other instances sharing this store changed since the last look
+        (up to position ``until``, or the head). Alone on its store, this is one query."""
+        until = self.max_position() if until is None else until
+        changed: set[UUID] = set()
+        while self._followed < until:
+            page = self.recorder.select_notifications(self._followed + 1, 1000, stop=until)
+            for notification in page:
+                kpi_id = UUID(str(notification.originator_id))
+                held = self._kpis_by_id.get(kpi_id)
+                if held is None or held.version < notification.originator_version:
+                    changed.add(kpi_id)
+            self._followed = page[-1].id if page else until
+        for kpi_id in changed:
+            aggregate: Any = self.repository.get(kpi_id)
+            if isinstance(aggregate, KPI):
+                self._hold(aggregate)
+
+    def _followed_past(self, recordings: Sequence[Recording[UUID]]) -> None:
+        """After a commit: whatever others stored before this commit is followed first."""
+        if recordings:
+            self._follow(until=recordings[0].notification.id - 1)
+            self._followed = max(self._followed, recordings[-1].notification.id)
 
     def _report(self, kpi: KPI) -> None:
         if kpi.latest_value is not None:

@@ -8,6 +8,10 @@ their ``event_id`` and ``position``; consumers drop them by position.
 
 If the broker lost the topic's data (its tail is behind what the relay recorded), the relay
 republishes from the broker's tail, so Kafka can always be rebuilt from the stores.
+
+Several instances of a service may share one store (scale-out on PostgreSQL): a lease on the
+store lets only one of them relay at a time; the others stand by and take over when its
+database session ends.
 """
 
 from __future__ import annotations
@@ -24,8 +28,10 @@ from eventsourcing.persistence import Tracking
 
 from contracts import ContractModel, Envelope, stable_event_id
 from contracts.topics import AUDIT_HEADS
+from services.shared.recorder import Lease
 from services.shared.store import OUTBOX_TRACKING_PREFIX, ServiceApplication
 from services.shared.telemetry import (
+    OUTBOX_ACTIVE,
     OUTBOX_BACKLOG,
     OUTBOX_ERRORS,
     OUTBOX_POSITION,
@@ -159,7 +165,13 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
         self._tracking_name = OUTBOX_TRACKING_PREFIX + topic
-        for series in (OUTBOX_ERRORS, OUTBOX_PUBLISHED, OUTBOX_BACKLOG, OUTBOX_POSITION):
+        for series in (
+            OUTBOX_ACTIVE,
+            OUTBOX_ERRORS,
+            OUTBOX_PUBLISHED,
+            OUTBOX_BACKLOG,
+            OUTBOX_POSITION,
+        ):
             series.labels(topic)  # present at zero before the first event
         self._wake = asyncio.Event()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -196,29 +208,60 @@ class OutboxRelay:
 
     async def _relay(self, producer: AIOKafkaProducer) -> None:
         delay = 0.1
-        resumed = False
-        while True:
-            try:
-                if not resumed:
-                    self.position = await self._resume_position()
-                    resumed = True
-                published = await self.publish_pending(producer)
-                delay = 0.1
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                OUTBOX_ERRORS.labels(self._topic).inc()
-                log.exception("outbox relay to %s failed; retrying in %.1fs", self._topic, delay)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 10.0)
-                continue
-            if published == 0:
-                self._wake.clear()
-                # Another commit may have landed between the read and the clear.
-                if await asyncio.to_thread(self._application.max_position) > self.position:
+        lease: Lease | None = None
+        try:
+            while True:
+                try:
+                    lease = await self._keep_lease(lease)
+                    published = await self.publish_pending(producer)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    OUTBOX_ERRORS.labels(self._topic).inc()
+                    log.exception("outbox relay to %s failed; retry in %.1fs", self._topic, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
                     continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
+                delay = 0.1
+                if published == 0:
+                    await self._idle()
+        finally:
+            OUTBOX_ACTIVE.labels(self._topic).set(0)
+            if lease is not None:
+                await asyncio.to_thread(lease.release)
+
+    async def _keep_lease(self, lease: Lease | None) -> Lease:
+        """The lease, still held, or a new one after waiting for it. After every gained lease
+        the relay resumes from the store: another instance may have relayed meanwhile."""
+        if lease is not None and await asyncio.to_thread(lease.alive):
+            return lease
+        lease = await self._lead()
+        try:
+            self.position = await self._resume_position()
+        except BaseException:
+            await asyncio.to_thread(lease.release)  # a standby may do better
+            raise
+        return lease
+
+    async def _lead(self) -> Lease:
+        """Wait until this instance holds the relay's lease on the store."""
+        OUTBOX_ACTIVE.labels(self._topic).set(0)
+        while True:
+            lease = await asyncio.to_thread(
+                self._application.tracking_recorder.try_lease, self._tracking_name
+            )
+            if lease is not None:
+                OUTBOX_ACTIVE.labels(self._topic).set(1)
+                return lease
+            await asyncio.sleep(self._poll_seconds)
+
+    async def _idle(self) -> None:
+        self._wake.clear()
+        # Another commit may have landed between the read and the clear.
+        if await asyncio.to_thread(self._application.max_position) > self.position:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
 
     async def _resume_position(self) -> int:
         recorded = await asyncio.to_thread(

@@ -23,6 +23,11 @@ OUTBOX_BACKLOG = Gauge(
 OUTBOX_POSITION = Gauge(
     "okr_outbox_position", "Log position up to which every event is published.", ["topic"]
 )
+OUTBOX_ACTIVE = Gauge(
+    "okr_outbox_active",
+    "1 while this instance relays the outbox, 0 while it stands by for another instance.",
+    ["topic"],
+)
 OUTBOX_ERRORS = Counter(
     "okr_outbox_errors_total", "Failed attempts of the outbox relay to publish.", ["topic"]
 )

@@ -1,4 +1,5 @@
-"""The shared exactly-once consumer and DLQ, on a real broker and a real SQLite store.
+"""The shared exactly-once consumer and DLQ, on a real broker and a real store (SQLite, and
+PostgreSQL).
 
 A small "tally" application counts, per objective, the goal events it applied. It is fed
 duplicates and poison; it must apply each event exactly once, dead-letter what it cannot
@@ -25,6 +26,7 @@ from services.shared.runtime import ServiceRuntime
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication, store_environment
 from tests.integration.test_goal_service import objective_body, published
+from tests.stores import Store, both_stores
 from tests.support import ServiceProcess, group_caught_up, read_topic, wait_for, wait_until
 
 pytestmark = pytest.mark.integration
@@ -107,9 +109,11 @@ async def consume_all(settings: Settings) -> None:
         await runtime.stop()
 
 
+@both_stores
 def test_each_event_applied_once_and_poison_dead_lettered(
-    kafka: EmbeddedBroker, tmp_path: Path
+    own_kafka: EmbeddedBroker, tmp_path: Path, store: Store
 ) -> None:
+    kafka = own_kafka  # it counts everything on the topics
     goal_dir, tally_dir = tmp_path / "goal", tmp_path / "tally"
     goal_dir.mkdir()
     goal = ServiceProcess("goal", goal_dir, kafka.bootstrap_servers).start()
@@ -145,9 +149,9 @@ def test_each_event_applied_once_and_poison_dead_lettered(
     duplicates = [(record.key, record.value) for record in valid[:3]]
     asyncio.run(produce(kafka.bootstrap_servers, duplicates + poison))
 
-    settings = Settings(
-        service="alignment",
-        data_dir=tally_dir,
+    settings = store.settings(
+        "alignment",
+        tally_dir,
         kafka_bootstrap_servers=kafka.bootstrap_servers,
         kafka_consumer_group="tally-first",
         consumer_max_records=4,  # several batches, so batches meet duplicates

@@ -17,8 +17,8 @@ from contracts import GOAL_EVENTS, ObjectiveSet, parse_event
 from contracts.envelope import stable_event_id
 from services.goal.application import GoalApplication
 from services.shared.broker import EmbeddedBroker
-from services.shared.settings import Settings
 from services.shared.store import store_environment
+from tests.stores import Store, both_stores
 from tests.support import ServiceProcess, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
@@ -53,8 +53,9 @@ def objective_body(title: str = "Become the #1 provider of AI-powered chatbots")
 
 
 @pytest.fixture
-def goal(kafka: EmbeddedBroker, data_dir: Path) -> Iterator[ServiceProcess]:
-    service = ServiceProcess("goal", data_dir, kafka.bootstrap_servers).start()
+def goal(kafka: EmbeddedBroker, data_dir: Path, store: Store) -> Iterator[ServiceProcess]:
+    service = ServiceProcess("goal", data_dir, kafka.bootstrap_servers, extra_env=store.env("goal"))
+    service.start()
     yield service
     service.stop()
 
@@ -69,11 +70,9 @@ def published(kafka: EmbeddedBroker, aggregate_ids: set[str]) -> list[dict[str, 
     return found
 
 
-def stored_notifications(data_dir: Path) -> list[Any]:
+def stored_notifications(data_dir: Path, store: Store) -> list[Any]:
     """Every event in the goal service's store, read straight from its SQLite file."""
-    application = GoalApplication(
-        env=store_environment(Settings(service="goal", data_dir=data_dir))
-    )
+    application = GoalApplication(env=store_environment(store.settings("goal", data_dir)))
     try:
         return list(application.recorder.select_notifications(1, 1_000_000))
     finally:
@@ -169,6 +168,7 @@ def test_kcat_reads_goal_events(goal: ServiceProcess, kafka: EmbeddedBroker) -> 
     assert [event["event_type"] for event in ours] == ["ObjectiveSet"]
 
 
+@both_stores
 def test_restart_rebuilds_the_same_state(goal: ServiceProcess) -> None:
     company = httpx.post(f"{goal.url}/objectives", json=objective_body()).json()
     child_body = objective_body("Deepen customer relationships") | {
@@ -210,8 +210,9 @@ def test_restart_rebuilds_the_same_state(goal: ServiceProcess) -> None:
     ]
 
 
+@both_stores
 def test_sigkill_during_burst_loses_nothing(
-    goal: ServiceProcess, kafka: EmbeddedBroker, data_dir: Path
+    goal: ServiceProcess, kafka: EmbeddedBroker, data_dir: Path, store: Store
 ) -> None:
     """Kill the service mid-burst: after restart every stored event is on the topic, in log
     order per partition, none missing, and any duplicate carries the same event_id."""
@@ -240,7 +241,7 @@ def test_sigkill_during_burst_loses_nothing(
         writer.join()
 
     goal.start()
-    stored = stored_notifications(data_dir)
+    stored = stored_notifications(data_dir, store)
     assert len(stored) >= len(accepted) >= 60
     wait_for(lambda: goal.readiness()["outbox_backlog"] == 0, what="the outbox to drain")
 

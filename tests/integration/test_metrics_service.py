@@ -16,6 +16,7 @@ from aiokafka import AIOKafkaProducer
 
 from contracts import KPI_READINGS, METRICS_EVENTS, dlq_topic
 from services.shared.broker import EmbeddedBroker
+from tests.stores import Store, both_stores
 from tests.support import ServiceProcess, read_topic, wait_caught_up, wait_for
 
 pytestmark = pytest.mark.integration
@@ -47,8 +48,10 @@ def kafka(own_kafka: EmbeddedBroker) -> EmbeddedBroker:
 
 
 @pytest.fixture
-def metrics(kafka: EmbeddedBroker, data_dir: Path) -> Iterator[ServiceProcess]:
-    service = ServiceProcess("metrics", data_dir, kafka.bootstrap_servers).start()
+def metrics(kafka: EmbeddedBroker, data_dir: Path, store: Store) -> Iterator[ServiceProcess]:
+    service = ServiceProcess(
+        "metrics", data_dir, kafka.bootstrap_servers, extra_env=store.env("metrics")
+    ).start()
     for key, definition in KPIS.items():
         httpx.put(f"{service.url}/kpis/{key}", json=definition).raise_for_status()
     yield service
@@ -173,6 +176,7 @@ def test_valid_unique_readings_recorded_once_malformed_dead_lettered(
     assert len(recorded_on_topic(kafka)) == 900
 
 
+@both_stores
 def test_sigkill_mid_stream_loses_and_duplicates_nothing(
     metrics: ServiceProcess, kafka: EmbeddedBroker
 ) -> None:

@@ -1,4 +1,4 @@
-"""The outbox republishes from the store when the broker lost its data."""
+"""The outbox republishes from the store when the broker lost its data (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import pytest
 from contracts import GOAL_EVENTS
 from services.shared.broker import EmbeddedBroker, ensure_topics
 from tests.integration.test_goal_service import objective_body
+from tests.stores import Store, both_stores
 from tests.support import ServiceProcess, free_port, read_topic, wait_for
 
 pytestmark = pytest.mark.integration
@@ -24,12 +25,15 @@ def positions(broker: EmbeddedBroker) -> list[int]:
     )
 
 
-def test_events_are_republished_after_the_broker_lost_its_data(tmp_path: Path) -> None:
+@both_stores
+def test_events_are_republished_after_the_broker_lost_its_data(
+    tmp_path: Path, store: Store
+) -> None:
     broker = EmbeddedBroker(tmp_path / "kafka", port=free_port())
     broker.start()
     data_dir = tmp_path / "data"
     data_dir.mkdir()
-    goal = ServiceProcess("goal", data_dir, broker.bootstrap_servers)
+    goal = ServiceProcess("goal", data_dir, broker.bootstrap_servers, extra_env=store.env("goal"))
     try:
         asyncio.run(ensure_topics({"bootstrap_servers": broker.bootstrap_servers}))
         goal.start()

@@ -736,3 +736,31 @@ def test_integration_event_ids_are_stable_across_republishing(env: dict[str, str
         restarted.close()
     assert [(p, e.event_id) for p, e in after_restart] == [(p, e.event_id) for p, e in once]
     assert after_restart == once
+
+
+# -- instances sharing one store (scale-out) --------------------------------------------------
+
+
+def test_instances_sharing_a_store_follow_each_others_kpis(env: dict[str, str]) -> None:
+    """Two instances on one store: each sees what the other defined and recorded, and a
+    reading recorded by one is a duplicate for the other."""
+    first, second = MetricsApplication(env=env), MetricsApplication(env=env)
+    try:
+        first.define_kpi(NPS, nps_command(), "cx")
+        assert second.status(NPS).definition.target == 45.0  # defined elsewhere, found
+
+        assert [o.status for o in second.record([reading(NPS, 50, T0, "r1")])] == ["recorded"]
+        # The first instance's KPI is one version behind: it follows before recording.
+        outcomes = first.record([reading(NPS, 20, T0 + timedelta(hours=1), "r2")])
+        assert [o.status for o in outcomes] == ["recorded"]
+        assert [o.status for o in first.record([reading(NPS, 50, T0, "r1")])] == ["duplicate"]
+
+        first.define_kpi(NPS, nps_command(target=60.0), "cx")
+        assert second.status(NPS).definition.target == 45.0  # reads do not hit the store...
+        second.record([])
+        assert second.status(NPS).definition.target == 60.0  # ...commands catch up first
+        assert second.status(NPS).readings == first.status(NPS).readings == 2
+        assert second.status(NPS).value == 20
+    finally:
+        first.close()
+        second.close()
