@@ -108,9 +108,16 @@ class TrackedConsumer:
         refused: list[Refused] = []
         for record in records:
             try:
-                parsed.append((record, parse_event(record.value or b"")))
+                event = parse_event(record.value or b"")
             except InvalidEvent as error:
                 refused.append(Refused(record, error.reason, error.kind))
+                continue
+            if event.topic != record.topic:
+                # A policy would ignore it or apply it from the wrong stream: neither is silent.
+                reason = f"{event.event_type} belongs on {event.topic}, not on {record.topic}"
+                refused.append(Refused(record, reason, "unknown_event_type"))
+            else:
+                parsed.append((record, event))
         refused += await asyncio.to_thread(self._apply, parsed)
         for item in refused:
             log.warning(
