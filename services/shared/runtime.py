@@ -67,7 +67,7 @@ class ServiceRuntime:
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             client_id=f"okr-{settings.service}",
-            enable_idempotence=True,  # no duplicates or reordering from producer retries
+            enable_idempotence=settings.kafka_idempotence,
             acks="all",
             security=settings.kafka_security(),
             middlewares=[
@@ -89,6 +89,7 @@ class ServiceRuntime:
                 settings.kafka_client_options(),
                 batch_size=settings.outbox_batch_size,
                 poll_seconds=settings.outbox_poll_seconds,
+                idempotence=settings.kafka_idempotence,
             )
         self.dead_letters = DeadLetters(self.broker, settings.consumer_group)
         self._tasks: list[asyncio.Task[None]] = []

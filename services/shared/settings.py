@@ -36,6 +36,10 @@ class Settings(BaseSettings):
     kafka_sasl_username: str | None = None
     kafka_sasl_password: str | None = None
     kafka_ssl_cafile: Path | None = None
+    #: Idempotent producers (no duplicates or reordering from retries). Turn off only for a
+    #: cluster that refuses them (no IdempotentWrite permission, some dev brokers): consumers
+    #: still apply each event once, by its log position.
+    kafka_idempotence: bool = True
 
     data_dir: Path = Path("var/data")
     persistence: Literal["sqlite", "postgres"] = "sqlite"
