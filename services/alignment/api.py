@@ -11,14 +11,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from pydantic import AwareDatetime
 
 from contracts import GapKind, PaceStatus
 from services.alignment.application import AlignmentApplication
 from services.alignment.domain import ObjectiveTrack
+from services.shared.http import Instant, JSONRoute, error_responses
 
 AsOf = Annotated[
-    AwareDatetime | None,
+    Instant | None,
     Query(description="An instant (ISO-8601 with timezone): answer as things were then."),
 ]
 
@@ -98,7 +98,7 @@ def build_tree(
 
 
 def router(application: AlignmentApplication) -> APIRouter:
-    api = APIRouter(tags=["alignment"])
+    api = APIRouter(tags=["alignment"], route_class=JSONRoute)
 
     @api.get("/tree")
     async def tree(
@@ -112,7 +112,7 @@ def router(application: AlignmentApplication) -> APIRouter:
             tracks = await asyncio.to_thread(application.tracks)
         return build_tree(tracks, period, org_unit)
 
-    @api.get("/objectives/{objective_id}/score")
+    @api.get("/objectives/{objective_id}/score", responses=error_responses(404))
     async def objective_score(objective_id: str, as_of: AsOf = None) -> dict[str, Any]:
         """Objective score and pace, and per key result score, progress, value, pace and the
         lineage of its last evaluation (the readings or check-in that determined it)."""
@@ -122,7 +122,7 @@ def router(application: AlignmentApplication) -> APIRouter:
             )
         return objective_view(await asyncio.to_thread(application.track, objective_id))
 
-    @api.get("/key-results/{key_result_id}/scores")
+    @api.get("/key-results/{key_result_id}/scores", responses=error_responses(404))
     async def key_result_scores(key_result_id: str) -> list[dict[str, Any]]:
         """Every published score of the key result, oldest first."""
         return await asyncio.to_thread(application.key_result_history, key_result_id)

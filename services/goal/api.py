@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from uuid import UUID
 
 from fastapi import APIRouter, Header, Query, status
-from pydantic import AwareDatetime, BaseModel, Field
+from pydantic import BaseModel, Field
 
 from contracts import (
     KeyResultDefinition,
@@ -26,6 +26,7 @@ from services.goal.application import (
 from services.goal.domain import Objective, ObjectiveScores
 from services.goal.messaging import published_form
 from services.shared.history import changes
+from services.shared.http import BODY_ERRORS, Instant, JSONRoute, error_responses
 
 Actor = Annotated[
     str,
@@ -38,7 +39,7 @@ Actor = Annotated[
 ]
 CorrelationId = Annotated[str | None, Header(alias="X-Correlation-ID", max_length=200)]
 AsOf = Annotated[
-    AwareDatetime | None,
+    Instant | None,
     Query(description="An instant (ISO-8601 with timezone): answer as things were then."),
 ]
 
@@ -106,9 +107,14 @@ def view(
 
 
 def router(application: GoalApplication) -> APIRouter:
-    api = APIRouter(prefix="/objectives", tags=["objectives"])
+    api = APIRouter(prefix="/objectives", tags=["objectives"], route_class=JSONRoute)
 
-    @api.post("", status_code=status.HTTP_201_CREATED, response_model=ObjectiveView)
+    @api.post(
+        "",
+        status_code=status.HTTP_201_CREATED,
+        response_model=ObjectiveView,
+        responses=error_responses(*BODY_ERRORS),
+    )
     async def create_objective(
         command: ObjectiveCommand, actor: Actor = "anonymous", correlation_id: CorrelationId = None
     ) -> ObjectiveView:
@@ -130,7 +136,7 @@ def router(application: GoalApplication) -> APIRouter:
             period=period, owner=owner, org_unit=org_unit, level=level, status=status
         )
 
-    @api.get("/{objective_id}", response_model=ObjectiveView)
+    @api.get("/{objective_id}", response_model=ObjectiveView, responses=error_responses(404))
     async def get_objective(objective_id: UUID, as_of: AsOf = None) -> ObjectiveView:
         """The objective, each KR's latest check-in, and the latest scores (from the
         alignment service's events); with ``as_of``, all of it as it was at that instant."""
@@ -141,7 +147,11 @@ def router(application: GoalApplication) -> APIRouter:
         objective = await asyncio.to_thread(application.get_objective, objective_id)
         return view(objective, scores=await asyncio.to_thread(application.scores, objective_id))
 
-    @api.put("/{objective_id}", response_model=ObjectiveView)
+    @api.put(
+        "/{objective_id}",
+        response_model=ObjectiveView,
+        responses=error_responses(404, 409, *BODY_ERRORS),
+    )
     async def redefine_objective(
         objective_id: UUID,
         command: ObjectiveCommand,
@@ -155,7 +165,11 @@ def router(application: GoalApplication) -> APIRouter:
         )
         return view(objective, warnings)
 
-    @api.post("/{objective_id}/archive", response_model=ObjectiveView)
+    @api.post(
+        "/{objective_id}/archive",
+        response_model=ObjectiveView,
+        responses=error_responses(404, 409, *BODY_ERRORS),
+    )
     async def archive_objective(
         objective_id: UUID,
         command: ArchiveCommand | None = None,
@@ -172,6 +186,7 @@ def router(application: GoalApplication) -> APIRouter:
         "/{objective_id}/key-results/{key_result_id}/check-ins",
         status_code=status.HTTP_201_CREATED,
         response_model=ObjectiveView,
+        responses=error_responses(404, 409, *BODY_ERRORS),
     )
     async def check_in(
         objective_id: UUID,
@@ -185,7 +200,11 @@ def router(application: GoalApplication) -> APIRouter:
         )
         return view(objective)
 
-    @api.get("/{objective_id}/history", response_model=list[HistoryEntry])
+    @api.get(
+        "/{objective_id}/history",
+        response_model=list[HistoryEntry],
+        responses=error_responses(404),
+    )
     async def history(objective_id: UUID) -> list[HistoryEntry]:
         """Every change of the objective, oldest first, as published on `goal.events`."""
         events = await asyncio.to_thread(application.history, objective_id)

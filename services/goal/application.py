@@ -6,12 +6,12 @@ from __future__ import annotations
 import threading
 import uuid
 from datetime import date, datetime
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import IntegrityError
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 from contracts import (
     Aggregation,
@@ -29,6 +29,10 @@ from services.shared.store import ServiceApplication
 from services.shared.telemetry import PROJECTION_POSITION, REPLAY_EVENTS, replaying
 
 KPI_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,127}$"
+#: One line of text: no control characters (NUL, line breaks, escape sequences) in names.
+#: (Numbers and booleans in commands are strict too: JSON true is no weight, "1" no target.)
+LINE = r"^[^\x00-\x1f\x7f]*$"
+Line = Annotated[str, Field(max_length=300, pattern=LINE)]
 
 
 class PeriodRange(BaseModel):
@@ -42,16 +46,16 @@ class KeyResultCommand(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    id: str | None = Field(default=None, max_length=64)
-    title: str = Field(min_length=1, max_length=300)
+    id: str | None = Field(default=None, max_length=64, pattern=LINE)
+    title: str = Field(min_length=1, max_length=300, pattern=LINE)
     kind: KeyResultKind
-    unit: str | None = Field(default=None, max_length=32)
-    baseline: float | None = None
-    target: float | None = None
-    weight: float = Field(default=1.0, ge=0, le=1000)
+    unit: str | None = Field(default=None, max_length=32, pattern=LINE)
+    baseline: StrictFloat | None = None
+    target: StrictFloat | None = None
+    weight: StrictFloat = Field(default=1.0, ge=0, le=1000)
     kpi: str | None = Field(default=None, pattern=KPI_KEY_PATTERN)
     aggregation: Aggregation | None = None
-    checklist: list[str] = Field(default_factory=list, max_length=100)
+    checklist: list[Line] = Field(default_factory=list, max_length=100)
 
 
 class ObjectiveCommand(BaseModel):
@@ -59,31 +63,34 @@ class ObjectiveCommand(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    title: str = Field(min_length=1, max_length=300)
+    title: str = Field(min_length=1, max_length=300, pattern=LINE)
     description: str = Field(default="", max_length=5000)
     owner: str | None = Field(
-        default=None, max_length=200, description="Required: one accountable owner."
+        default=None,
+        max_length=200,
+        pattern=LINE,
+        description="Required: one accountable owner.",
     )
-    contributors: list[str] = Field(default_factory=list, max_length=100)
-    org_unit: str = Field(min_length=1, max_length=200)
+    contributors: list[Line] = Field(default_factory=list, max_length=100)
+    org_unit: str = Field(min_length=1, max_length=200, pattern=LINE)
     level: Level
-    period: str | PeriodRange = Field(
+    period: Annotated[str, Field(max_length=32)] | PeriodRange = Field(
         description='"2026", "2026-Q4", "2026-11", or {"start": date, "end": date}'
     )
     type: ObjectiveType = ObjectiveType.committed
-    weight: float = Field(default=1.0, ge=0, le=1000)
+    weight: StrictFloat = Field(default=1.0, ge=0, le=1000)
     parent_id: UUID | None = None
-    parent_key_result_id: str | None = Field(default=None, max_length=64)
+    parent_key_result_id: str | None = Field(default=None, max_length=64, pattern=LINE)
     key_results: list[KeyResultCommand] = Field(max_length=50)
 
 
 class CheckInCommand(BaseModel):
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    value: float | None = None
-    done: bool | None = None
-    checklist_done: list[str] | None = Field(default=None, max_length=100)
-    confidence: int | None = Field(default=None, ge=0, le=10)
+    value: StrictFloat | None = None
+    done: StrictBool | None = None
+    checklist_done: list[Line] | None = Field(default=None, max_length=100)
+    confidence: StrictInt | None = Field(default=None, ge=0, le=10)
     comment: str | None = Field(default=None, max_length=2000)
 
 

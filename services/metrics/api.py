@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict, replace
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Header, Path, Query, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import AwareDatetime, BaseModel, Field, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from contracts import KPIReading, describe_validation_error
 from services.metrics.application import (
@@ -20,6 +19,7 @@ from services.metrics.application import (
     RecordedReading,
 )
 from services.shared.errors import RuleViolation
+from services.shared.http import BODY_ERRORS, Instant, JSONRoute, error_responses
 
 MAX_BATCH = 10_000
 KPIKey = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,127}$", description="The KPI's key")]
@@ -46,6 +46,12 @@ class IngestReport(BaseModel):
     outcomes: list[OutcomeView] = Field(description="One per reading, in request order.")
 
 
+def _key(item: dict[str, Any]) -> str | None:
+    """The reading's KPI key to name in an outcome, if it can be one (not a 10 MB string)."""
+    key = item.get("kpi")
+    return key if isinstance(key, str) and len(key) <= 128 else None
+
+
 def _parse(
     items: list[Any], kpi: str | None
 ) -> tuple[list[KPIReading], list[int], list[ReadingOutcome]]:
@@ -69,31 +75,34 @@ def _parse(
             rejected.append(
                 ReadingOutcome(
                     index=index,
-                    kpi=str(item["kpi"]),
+                    kpi=_key(item),
                     reading_id=None,
                     status="rejected",
-                    reason=f"kpi: {item['kpi']!r} posted to /kpis/{kpi}/readings",
+                    reason=f"kpi: another KPI's reading posted to /kpis/{kpi}/readings",
                 )
             )
             continue
         try:
             readings.append(KPIReading.model_validate(item))
             positions.append(index)
-        except ValidationError as error:
+        except (ValidationError, OverflowError) as error:
+            # OverflowError: an observed_at that exists in its own offset but not in UTC
+            # (0001-01-01T00:00+14:00), met when the reading id is derived from it.
+            reason = (
+                describe_validation_error(error)
+                if isinstance(error, ValidationError)
+                else "observed_at: out of range once converted to UTC"
+            )
             rejected.append(
                 ReadingOutcome(
-                    index=index,
-                    kpi=item.get("kpi") if isinstance(item.get("kpi"), str) else None,
-                    reading_id=None,
-                    status="rejected",
-                    reason=describe_validation_error(error),
+                    index=index, kpi=_key(item), reading_id=None, status="rejected", reason=reason
                 )
             )
     return readings, positions, rejected
 
 
 def router(application: MetricsApplication) -> APIRouter:
-    api = APIRouter(tags=["kpis"])
+    api = APIRouter(tags=["kpis"], route_class=JSONRoute)
 
     async def ingest(
         body: dict[str, Any] | list[Any],
@@ -126,7 +135,10 @@ def router(application: MetricsApplication) -> APIRouter:
     @api.put(
         "/kpis/{key}",
         response_model=KPIStatus,
-        responses={201: {"model": KPIStatus, "description": "Defined"}},
+        responses={
+            201: {"model": KPIStatus, "description": "Defined"},
+            **error_responses(*BODY_ERRORS),
+        },
     )
     async def define_kpi(
         key: KPIKey,
@@ -146,11 +158,11 @@ def router(application: MetricsApplication) -> APIRouter:
     async def list_kpis() -> list[KPIStatus]:
         return [application.status(key) for key in sorted(application.kpis)]
 
-    @api.get("/kpis/{key}", response_model=KPIStatus)
+    @api.get("/kpis/{key}", response_model=KPIStatus, responses=error_responses(404))
     async def get_kpi(
         key: KPIKey,
         as_of: Annotated[
-            AwareDatetime | None,
+            Instant | None,
             Query(description="An instant (ISO-8601 with timezone): the KPI as it was then."),
         ] = None,
     ) -> KPIStatus:
@@ -160,17 +172,21 @@ def router(application: MetricsApplication) -> APIRouter:
             return await asyncio.to_thread(application.status_as_of, key, as_of)
         return application.status(key)
 
-    @api.get("/kpis/{key}/history")
+    @api.get("/kpis/{key}/history", responses=error_responses(404))
     async def kpi_history(key: KPIKey) -> list[dict[str, Any]]:
         """Every definition of the KPI, oldest first, with actor, time and field-level
         before/after changes."""
         return await asyncio.to_thread(application.definition_history, key)
 
-    @api.get("/kpis/{key}/readings", response_model=list[RecordedReading])
+    @api.get(
+        "/kpis/{key}/readings",
+        response_model=list[RecordedReading],
+        responses=error_responses(404),
+    )
     async def kpi_readings(
         key: KPIKey,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: Instant | None = None,
+        until: Instant | None = None,
         limit: Annotated[int, Query(ge=1, le=MAX_BATCH)] = 1000,
     ) -> list[RecordedReading]:
         """Readings observed in [since, until), by observed time, read from the event log."""
@@ -179,7 +195,7 @@ def router(application: MetricsApplication) -> APIRouter:
     @api.post(
         "/kpis/{key}/readings",
         response_model=IngestReport,
-        responses={201: {"model": IngestReport}},
+        responses={201: {"model": IngestReport}, **error_responses(404, *BODY_ERRORS)},
     )
     async def record_kpi_readings(
         key: KPIKey,
@@ -192,7 +208,11 @@ def router(application: MetricsApplication) -> APIRouter:
         application.get_kpi(key)
         return await ingest(body, key, actor, correlation_id)
 
-    @api.post("/readings", response_model=IngestReport, responses={201: {"model": IngestReport}})
+    @api.post(
+        "/readings",
+        response_model=IngestReport,
+        responses={201: {"model": IngestReport}, **error_responses(*BODY_ERRORS)},
+    )
     async def record_readings(
         body: ReadingsBody, actor: Actor = None, correlation_id: CorrelationId = None
     ) -> Response:

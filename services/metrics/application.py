@@ -18,7 +18,7 @@ from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import Recording
 from eventsourcing.utils import get_topic
 from prometheus_client import Counter, Gauge
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
 from contracts import Direction, Health, Indicator, KPIDefinition, KPIReading
 from services.metrics.domain import (
@@ -55,14 +55,17 @@ class KPICommand(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    name: str = Field(min_length=1, max_length=200)
-    unit: str | None = Field(default=None, max_length=32)
+    # Strict numbers (JSON false is no warning) and names of one line (no NUL, no breaks).
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")
+    unit: str | None = Field(default=None, max_length=32, pattern=r"^[^\x00-\x1f\x7f]*$")
     direction: Direction
-    target: float
-    warning: float | None = None
-    interval: str = Field(default="P1D", description="Expected update interval (ISO-8601).")
+    target: StrictFloat
+    warning: StrictFloat | None = None
+    interval: str = Field(
+        default="P1D", max_length=64, description="Expected update interval (ISO-8601)."
+    )
     indicator: Indicator = Indicator.lagging
-    owner: str | None = Field(default=None, max_length=200)
+    owner: str | None = Field(default=None, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")
     description: str = Field(default="", max_length=5000)
 
 
