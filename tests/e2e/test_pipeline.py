@@ -21,6 +21,7 @@ from services.alignment.api import build_tree
 from services.alignment.messaging import rebuild_from_topics
 from services.cli import app as okr
 from services.shared.broker import EmbeddedBroker, ensure_topics
+from tests.stores import Store, both_stores
 from tests.support import ServiceProcess, free_port, read_topic, wait_caught_up, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -270,7 +271,7 @@ def comparable(tree: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [strip(node) for node in tree]
 
 
-def test_sigkill_mid_stream_then_rebuild_from_empty_store(stack: dict[str, Any]) -> None:
+def test_sigkill_mid_stream_counts_every_reading_once(stack: dict[str, Any]) -> None:
     define_kpi(
         stack,
         "onboardings",
@@ -317,19 +318,27 @@ def test_sigkill_mid_stream_then_rebuild_from_empty_store(stack: dict[str, Any])
 
     wait_for(lambda: counted() == 3000, within=60, what="every reading counted once")
 
-    live = comparable(httpx.get(f"{alignment.url}/tree").json())
-    rebuilt_dir: Path = stack["root"] / "rebuilt"
+
+@both_stores
+def test_rebuild_from_empty_store_reaches_the_live_tree(
+    stack: dict[str, Any], store: Store
+) -> None:
+    """A second alignment instance on an empty store (SQLite, and PostgreSQL) consumes the
+    topics from offset 0 and reaches the live instance's tree and gaps."""
+    bootstrap = stack["broker"].bootstrap_servers
+    wait_caught_up(bootstrap, "okr-alignment", [GOAL_EVENTS, METRICS_EVENTS], within=120)
+    live = comparable(httpx.get(f"{stack['alignment'].url}/tree").json())
+    assert live, "the stack holds objectives to rebuild"
+    rebuilt_dir: Path = stack["root"] / f"rebuilt-{store.kind}"
     rebuilt_dir.mkdir()
+    group = f"okr-alignment-rebuild-{store.kind}"
     rebuilt = ServiceProcess("alignment", rebuilt_dir, bootstrap)
-    rebuilt_env = {
-        "OKR_KAFKA_CONSUMER_GROUP": "okr-alignment-rebuild",
-        "OKR_INSTANCE_ID": "rebuild",
-    }
-    rebuilt.start(extra_env=rebuilt_env)
+    rebuilt.start(
+        extra_env=store.env("alignment")
+        | {"OKR_KAFKA_CONSUMER_GROUP": group, "OKR_INSTANCE_ID": f"rebuild-{store.kind}"}
+    )
     try:
-        wait_caught_up(
-            bootstrap, "okr-alignment-rebuild", [GOAL_EVENTS, METRICS_EVENTS], within=180
-        )
+        wait_caught_up(bootstrap, group, [GOAL_EVENTS, METRICS_EVENTS], within=180)
         wait_for(
             lambda: comparable(httpx.get(f"{rebuilt.url}/tree").json()) == live,
             within=30,
