@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLScram512
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_PORTS = {"goal": 8001, "metrics": 8002, "alignment": 8003}
@@ -74,6 +74,12 @@ class Settings(BaseSettings):
     #: members (KIP-345): a restarted instance takes its partitions back at once instead of
     #: waiting for the broker to expire its dead predecessor. Unique per running instance.
     instance_id: str = Field(default_factory=socket.gethostname)
+
+    @field_validator("cipher_key", mode="before")
+    @classmethod
+    def _empty_key_is_none(cls, value: Any) -> Any:
+        # Compose passes the variable through even when .env leaves it empty.
+        return None if value == "" else value
 
     @property
     def port(self) -> int:

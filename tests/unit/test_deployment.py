@@ -227,7 +227,8 @@ def test_every_named_volume_is_declared() -> None:
 
 def test_no_password_literal_appears_in_the_compose_file() -> None:
     secret_name = re.compile(r"PASSWORD|SECRET|TOKEN|CIPHER_KEY")
-    required_reference = re.compile(r"\$\{[A-Z0-9_]+:\?[^}]+\}")
+    # Required (``${X:?why}``), or optional with no default (``${X:-}``): never a value.
+    required_reference = re.compile(r"\$\{[A-Z0-9_]+(:\?[^}]+|:-)\}")
     checked = 0
     for name, service in services().items():
         for key, value in (service.get("environment") or {}).items():
