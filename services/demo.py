@@ -238,10 +238,14 @@ def aligned_objectives(company_id: str, company_krs: list[str]) -> list[dict[str
     ]
 
 
-def load_objectives(goal_url: str, actor: str = "demo") -> int:
+def _headers(actor: str, token: str | None) -> dict[str, str]:
+    """With a token, the token's name is the actor; without, authentication is off."""
+    return {"X-Actor": actor} | ({"Authorization": f"Bearer {token}"} if token else {})
+
+
+def load_objectives(goal_url: str, actor: str = "demo", token: str | None = None) -> int:
     """Create the demo objectives and a few check-ins; returns how many objectives it added."""
-    headers = {"X-Actor": actor}
-    with httpx.Client(base_url=goal_url, headers=headers, timeout=30) as client:
+    with httpx.Client(base_url=goal_url, headers=_headers(actor, token), timeout=30) as client:
         if client.get("/objectives").raise_for_status().json():
             return 0
         company = client.post("/objectives", json=company_objective()).raise_for_status().json()
@@ -374,9 +378,12 @@ def demo_readings(now: datetime) -> list[dict[str, Any]]:
     return readings
 
 
-def load_kpis(metrics_url: str, actor: str = "demo", now: datetime | None = None) -> int:
+def load_kpis(
+    metrics_url: str, actor: str = "demo", now: datetime | None = None, token: str | None = None
+) -> int:
     """Define the demo KPIs and record their readings; returns how many readings it recorded."""
-    with httpx.Client(base_url=metrics_url, headers={"X-Actor": actor}, timeout=30) as client:
+    headers = _headers(actor, token)
+    with httpx.Client(base_url=metrics_url, headers=headers, timeout=30) as client:
         if client.get("/kpis").raise_for_status().json():
             return 0
         for key, definition in KPIS.items():

@@ -3,7 +3,8 @@
 Starts the Kafka-compatible broker from the ``noida-db`` wheel (unless
 ``KAFKA_BOOTSTRAP_SERVERS`` points at a broker), creates the topics, starts each service on
 SQLite under the data directory, loads the demo OKRs, prints where everything is, and stops
-everything in order on Ctrl-C. State lives under ``var/`` and survives restarts.
+everything in order on Ctrl-C. State lives under ``var/`` and survives restarts, and so do
+the local bearer tokens (``var/tokens.env``), made at the first run.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from types import FrameType
 import httpx
 
 from services import demo
+from services.shared.auth import Role, TokenEntry, hash_token, new_token
 from services.shared.broker import EmbeddedBroker, broker_answers, ensure_topics
 from services.shared.settings import DEFAULT_PORTS, Settings
 
@@ -30,6 +32,44 @@ SERVICES = ("goal", "metrics", "alignment")
 PROMETHEUS_CONFIG = Path(__file__).resolve().parent.parent / "deploy/prometheus/prometheus.yml"
 PROMETHEUS_ADDRESS = "127.0.0.1:9090"
 READY_TIMEOUT = 60.0
+#: The local tokens: one per role set, named after what they may do.
+LOCAL_ROLES = {
+    "reader": (Role.reader,),
+    "writer": (Role.reader, Role.writer),
+    "auditor": (Role.reader, Role.auditor),
+}
+
+
+def local_tokens(path: Path) -> dict[str, str]:
+    """The local tokens by name, made once and kept in ``path`` (readable by the owner only)
+    as shell assignments: ``source var/tokens.env`` gives the CLI the writer's token."""
+    if path.exists():
+        assignments = dict(
+            line.removeprefix("export ").split("=", 1)
+            for line in path.read_text().splitlines()
+            if line.startswith("export OKR_TOKEN_")
+        )
+        return {
+            name.removeprefix("OKR_TOKEN_").lower(): value for name, value in assignments.items()
+        }
+    tokens = {name: new_token(name, roles)[0] for name, roles in LOCAL_ROLES.items()}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(
+        "# Local bearer tokens of `make run` (source this file; OKR_TOKEN is what okr uses).\n"
+        + "".join(f"export OKR_TOKEN_{name.upper()}={token}\n" for name, token in tokens.items())
+        + "export OKR_TOKEN=$OKR_TOKEN_WRITER\n"
+    )
+    return tokens
+
+
+def token_entries(tokens: dict[str, str]) -> str:
+    """``OKR_AUTH_TOKENS`` for the services: the tokens' hashes, never the tokens."""
+    entries = [
+        TokenEntry(name=name, roles=list(LOCAL_ROLES[name]), sha256=hash_token(token))
+        for name, token in tokens.items()
+    ]
+    return "[" + ",".join(entry.model_dump_json() for entry in entries) + "]"
 
 
 class Stack:
@@ -41,6 +81,8 @@ class Stack:
         #: Optional: not watched like the services (it may fail on a taken port alone).
         self.prometheus: subprocess.Popen[bytes] | None = None
         self.logs = root / "logs"
+        self.tokens_file = root / "tokens.env"
+        self.tokens = local_tokens(self.tokens_file)
 
     @property
     def bootstrap(self) -> str:
@@ -65,6 +107,7 @@ class Stack:
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "OKR_DATA_DIR": str(self.settings.data_dir),
             "OKR_HTTP_PORT": str(DEFAULT_PORTS[name]),
+            "OKR_AUTH_TOKENS": token_entries(self.tokens),
         }
         log = (self.logs / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
@@ -146,10 +189,15 @@ class Stack:
                 if objectives or readings
                 else "already loaded"
             ),
+            f"  tokens     source {self.tokens_file}   (OKR_TOKEN: the writer's, which okr "
+            "uses; OKR_TOKEN_READER, OKR_TOKEN_AUDITOR)",
             "",
             "Try:",
-            "  curl -s http://127.0.0.1:8001/objectives",
-            "  curl -s http://127.0.0.1:8002/kpis/net_promoter_score",
+            f"  source {self.tokens_file}",
+            '  curl -s -H "Authorization: Bearer $OKR_TOKEN" http://127.0.0.1:8001/objectives',
+            '  curl -s -H "Authorization: Bearer $OKR_TOKEN_READER" '
+            "http://127.0.0.1:8002/kpis/net_promoter_score",
+            "  .venv/bin/okr tree",
             f'  echo \'{{"kpi": "churn_rate", "value": 5.9, "source": "billing", '
             f'"observed_at": "{datetime.now(UTC).replace(microsecond=0).isoformat()}"}}\' '
             f"| kcat -P -b {self.bootstrap} -t kpi.readings",
@@ -187,8 +235,9 @@ def main() -> None:
             stack.start_service(name)
         for name in SERVICES:
             stack.wait_ready(name)
-        readings = demo.load_kpis(f"http://127.0.0.1:{DEFAULT_PORTS['metrics']}")
-        objectives = demo.load_objectives(f"http://127.0.0.1:{DEFAULT_PORTS['goal']}")
+        writer = stack.tokens["writer"]
+        readings = demo.load_kpis(f"http://127.0.0.1:{DEFAULT_PORTS['metrics']}", token=writer)
+        objectives = demo.load_objectives(f"http://127.0.0.1:{DEFAULT_PORTS['goal']}", token=writer)
         prometheus = stack.start_prometheus()
         print(stack.banner(objectives, readings, prometheus), flush=True)
         while True:

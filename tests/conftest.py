@@ -1,11 +1,16 @@
 """Fixtures and settings shared by all test layers."""
 
+import os
 from collections.abc import Iterator
 
 import pytest
 from hypothesis import settings
 
 from tests.stores import Store, open_store
+
+# Services built in the tests' own process serve without tokens, unless a test gives some
+# (tests/integration/test_auth.py); in production a service without tokens refuses to start.
+os.environ.setdefault("OKR_AUTH_DISABLED", "true")
 
 # Hypothesis's per-example deadline (200 ms) fails properties on a loaded 2-core CI machine
 # for reasons that are not the property's; every property still runs its examples.

@@ -68,6 +68,8 @@ class ServiceProcess:
             self.extra_env = extra_env
         env = (
             os.environ
+            # Services refuse to start without tokens; tests of authentication give some.
+            | {"OKR_AUTH_DISABLED": "true"}
             | self.extra_env
             | {
                 "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,

@@ -537,10 +537,14 @@ def demo(ctx: typer.Context, json_output: JsonOption = False) -> None:
     settings = settings_of(ctx, json_output)
     with one_line_errors():
         readings = _loading(
-            "metrics", settings.metrics_url, lambda: demo_data.load_kpis(settings.metrics_url)
+            "metrics",
+            settings.metrics_url,
+            lambda: demo_data.load_kpis(settings.metrics_url, token=settings.token),
         )
         objectives = _loading(
-            "goal", settings.goal_url, lambda: demo_data.load_objectives(settings.goal_url)
+            "goal",
+            settings.goal_url,
+            lambda: demo_data.load_objectives(settings.goal_url, token=settings.token),
         )
     loaded = {
         "kpis_defined": len(demo_data.KPIS) if readings else 0,

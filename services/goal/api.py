@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Header, Query, status
+from fastapi import APIRouter, Depends, Header, Query, status
 from pydantic import BaseModel, Field
 
 from contracts import (
@@ -25,18 +25,17 @@ from services.goal.application import (
 )
 from services.goal.domain import Objective, ObjectiveScores
 from services.goal.messaging import published_form
+from services.shared.auth import RequestActor
 from services.shared.history import changes
 from services.shared.http import BODY_ERRORS, Instant, JSONRoute, error_responses
 
-Actor = Annotated[
-    str,
-    Header(
-        alias="X-Actor",
-        min_length=1,
-        max_length=200,
-        description="Who makes the change; recorded on the event.",
-    ),
-]
+
+def _actor(actor: RequestActor) -> str:
+    return actor or "anonymous"
+
+
+#: Who makes the change: recorded on the event.
+Actor = Annotated[str, Depends(_actor)]
 CorrelationId = Annotated[str | None, Header(alias="X-Correlation-ID", max_length=200)]
 AsOf = Annotated[
     Instant | None,
@@ -116,7 +115,7 @@ def router(application: GoalApplication) -> APIRouter:
         responses=error_responses(*BODY_ERRORS),
     )
     async def create_objective(
-        command: ObjectiveCommand, actor: Actor = "anonymous", correlation_id: CorrelationId = None
+        command: ObjectiveCommand, actor: Actor, correlation_id: CorrelationId = None
     ) -> ObjectiveView:
         """Set a new objective with its key results (an `ObjectiveSet` event)."""
         objective, warnings = await asyncio.to_thread(
@@ -155,7 +154,7 @@ def router(application: GoalApplication) -> APIRouter:
     async def redefine_objective(
         objective_id: UUID,
         command: ObjectiveCommand,
-        actor: Actor = "anonymous",
+        actor: Actor,
         correlation_id: CorrelationId = None,
     ) -> ObjectiveView:
         """Redefine the objective (another `ObjectiveSet`). Key results keep their `id`;
@@ -172,8 +171,8 @@ def router(application: GoalApplication) -> APIRouter:
     )
     async def archive_objective(
         objective_id: UUID,
+        actor: Actor,
         command: ArchiveCommand | None = None,
-        actor: Actor = "anonymous",
         correlation_id: CorrelationId = None,
     ) -> ObjectiveView:
         reason = command.reason if command else None
@@ -192,7 +191,7 @@ def router(application: GoalApplication) -> APIRouter:
         objective_id: UUID,
         key_result_id: str,
         command: CheckInCommand,
-        actor: Actor = "anonymous",
+        actor: Actor,
         correlation_id: CorrelationId = None,
     ) -> ObjectiveView:
         objective = await asyncio.to_thread(

@@ -18,12 +18,13 @@ from services.metrics.application import (
     ReadingOutcome,
     RecordedReading,
 )
+from services.shared.auth import RequestActor
 from services.shared.errors import RuleViolation
 from services.shared.http import BODY_ERRORS, Instant, JSONRoute, error_responses
 
 MAX_BATCH = 10_000
 KPIKey = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,127}$", description="The KPI's key")]
-Actor = Annotated[str | None, Header(alias="X-Actor", max_length=200)]
+Actor = RequestActor
 CorrelationId = Annotated[str | None, Header(alias="X-Correlation-ID", max_length=200)]
 ReadingsBody = Annotated[
     dict[str, Any] | list[Any],
@@ -144,7 +145,7 @@ def router(application: MetricsApplication) -> APIRouter:
         key: KPIKey,
         command: KPICommand,
         response: Response,
-        actor: Actor = None,
+        actor: Actor,
         correlation_id: CorrelationId = None,
     ) -> KPIStatus:
         """Define a KPI (201) or redefine it (200): a `KPIDefined` event either way."""
@@ -200,7 +201,7 @@ def router(application: MetricsApplication) -> APIRouter:
     async def record_kpi_readings(
         key: KPIKey,
         body: ReadingsBody,
-        actor: Actor = None,
+        actor: Actor,
         correlation_id: CorrelationId = None,
     ) -> Response:
         """Record one reading or a batch for this KPI; each is recorded, a duplicate (by
@@ -214,7 +215,7 @@ def router(application: MetricsApplication) -> APIRouter:
         responses={201: {"model": IngestReport}, **error_responses(*BODY_ERRORS)},
     )
     async def record_readings(
-        body: ReadingsBody, actor: Actor = None, correlation_id: CorrelationId = None
+        body: ReadingsBody, actor: Actor, correlation_id: CorrelationId = None
     ) -> Response:
         """Record one reading or a batch of readings of any KPIs."""
         return await ingest(body, None, actor, correlation_id)

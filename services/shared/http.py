@@ -25,6 +25,7 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.shared.audit import verify
+from services.shared.auth import Authentication, document_security
 from services.shared.errors import Conflict, NotFound, RuleViolation
 from services.shared.outbox import published_head
 from services.shared.runtime import ServiceRuntime
@@ -264,6 +265,17 @@ def create_http_app(
 
     app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)  # inside measure: 413s are counted
+    tokens = runtime.settings.tokens()
+    if tokens is not None:
+        app.add_middleware(Authentication, tokens=tokens)  # before the body is read
+    openapi = app.openapi
+
+    def secured_openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            app.openapi_schema = document_security(openapi())
+        return app.openapi_schema
+
+    app.openapi = secured_openapi  # type: ignore[method-assign]
 
     @app.middleware("http")
     async def measure(

@@ -14,6 +14,8 @@ from faststream.security import BaseSecurity, SASLPlaintext, SASLScram256, SASLS
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from services.shared.auth import Tokens
+
 DEFAULT_PORTS = {"goal": 8001, "metrics": 8002, "alignment": 8003}
 
 
@@ -75,11 +77,34 @@ class Settings(BaseSettings):
     #: waiting for the broker to expire its dead predecessor. Unique per running instance.
     instance_id: str = Field(default_factory=socket.gethostname)
 
+    #: The accepted bearer tokens: a JSON list of {"name", "roles", "sha256"} entries (make
+    #: one with ``okr-token NAME ROLE...``), inline or in the file ``auth_tokens_file`` names.
+    auth_tokens: str = ""
+    auth_tokens_file: Path | None = None
+    #: Serve without authentication: only on a closed network (tests, a laptop).
+    auth_disabled: bool = False
+
     @field_validator("cipher_key", mode="before")
     @classmethod
     def _empty_key_is_none(cls, value: Any) -> Any:
         # Compose passes the variable through even when .env leaves it empty.
         return None if value == "" else value
+
+    def tokens(self) -> Tokens | None:
+        """The accepted tokens; None when authentication is disabled. A service configured
+        with neither tokens nor ``auth_disabled`` refuses to start rather than run open."""
+        if self.auth_disabled:
+            return None
+        text = self.auth_tokens or (
+            self.auth_tokens_file.read_text() if self.auth_tokens_file else ""
+        )
+        tokens = Tokens.parse(text) if text.strip() else None
+        if tokens is None or not tokens:
+            raise ValueError(
+                "no bearer tokens configured: set OKR_AUTH_TOKENS or OKR_AUTH_TOKENS_FILE "
+                "(okr-token NAME ROLE... makes one), or OKR_AUTH_DISABLED=true on a closed network"
+            )
+        return tokens
 
     @property
     def port(self) -> int:
