@@ -268,14 +268,15 @@ def create_http_app(
     tokens = runtime.settings.tokens()
     if tokens is not None:
         app.add_middleware(Authentication, tokens=tokens)  # before the body is read
-    openapi = app.openapi
+        openapi = app.openapi
 
-    def secured_openapi() -> dict[str, Any]:
-        if app.openapi_schema is None:
-            app.openapi_schema = document_security(openapi())
-        return app.openapi_schema
+        def secured_openapi() -> dict[str, Any]:
+            # Documented only when enforced: the document tells what this instance does.
+            if app.openapi_schema is None:
+                app.openapi_schema = document_security(openapi())
+            return app.openapi_schema
 
-    app.openapi = secured_openapi  # type: ignore[method-assign]
+        app.openapi = secured_openapi  # type: ignore[method-assign]
 
     @app.middleware("http")
     async def measure(
