@@ -935,12 +935,12 @@ def test_an_unknown_objective_is_the_services_404_in_one_line(services: FakeServ
 
 @pytest.fixture
 def demo_loads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
-    """``services.demo``'s loaders replaced: they record the URL they were given."""
+    """``services.demo``'s loaders replaced: they record the URL and token they were given."""
     loaded: list[str] = []
 
-    def loader(count: int) -> Callable[[str], int]:
-        def load(url: str) -> int:
-            loaded.append(url)
+    def loader(count: int) -> Callable[..., int]:
+        def load(url: str, token: str | None = None) -> int:
+            loaded.append(url if token is None else f"{url} with {token}")
             return count
 
         return load
@@ -961,6 +961,16 @@ def test_demo_loads_kpis_then_objectives_and_says_what(demo_loads: list[str]) ->
     assert "Created 8 objectives" in result.stdout
 
 
+def test_demo_sends_the_token_from_the_environment(
+    demo_loads: list[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OKR_TOKEN", "t0ken")
+    result = okr("demo")
+
+    assert result.exit_code == 0, result.output
+    assert demo_loads == ["http://127.0.0.1:8002 with t0ken", "http://127.0.0.1:8001 with t0ken"]
+
+
 def test_demo_json(demo_loads: list[str]) -> None:
     result = okr("demo", "--json")
 
@@ -973,8 +983,8 @@ def test_demo_json(demo_loads: list[str]) -> None:
 
 
 def test_demo_says_when_the_services_already_hold_data(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(demo_data, "load_kpis", lambda url: 0)
-    monkeypatch.setattr(demo_data, "load_objectives", lambda url: 0)
+    monkeypatch.setattr(demo_data, "load_kpis", lambda url, token: 0)
+    monkeypatch.setattr(demo_data, "load_objectives", lambda url, token: 0)
 
     result = okr("demo")
 
@@ -984,7 +994,7 @@ def test_demo_says_when_the_services_already_hold_data(monkeypatch: pytest.Monke
 
 
 def test_demo_with_a_service_down_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refused(url: str) -> int:
+    def refused(url: str, token: str | None) -> int:
         raise httpx.ConnectError("[Errno 111] Connection refused")
 
     monkeypatch.setattr(demo_data, "load_kpis", refused)
@@ -998,12 +1008,12 @@ def test_demo_with_a_service_down_is_one_line(monkeypatch: pytest.MonkeyPatch) -
 
 
 def test_demo_refused_by_a_service_shows_its_answer(monkeypatch: pytest.MonkeyPatch) -> None:
-    def refusing(url: str) -> int:
+    def refusing(url: str, token: str | None) -> int:
         request = httpx.Request("POST", f"{url}/objectives")
         answer = httpx.Response(409, json={"detail": "concurrent change"}, request=request)
         raise httpx.HTTPStatusError("409", request=request, response=answer)
 
-    monkeypatch.setattr(demo_data, "load_kpis", lambda url: 0)
+    monkeypatch.setattr(demo_data, "load_kpis", lambda url, token: 0)
     monkeypatch.setattr(demo_data, "load_objectives", refusing)
 
     line = one_error_line(okr("demo"))
