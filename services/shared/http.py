@@ -13,6 +13,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Seque
 from contextlib import asynccontextmanager
 from typing import Annotated, Any
 
+from aiokafka.errors import KafkaError
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
@@ -24,12 +25,16 @@ from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from contracts.topics import AUDIT_HEADS
 from services.shared.audit import verify
 from services.shared.auth import Authentication, document_security
 from services.shared.errors import Conflict, NotFound, RuleViolation
 from services.shared.outbox import published_head
 from services.shared.runtime import ServiceRuntime
 from services.shared.telemetry import HTTP_REQUESTS, HTTP_SECONDS
+
+#: How long ``/audit/verify`` waits for Kafka before answering 503.
+VERIFY_KAFKA_SECONDS = 15.0
 
 #: Extra readiness conditions of a service (for example, its projections caught up).
 ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
@@ -313,13 +318,25 @@ def create_http_app(
             report["ready"] = report["ready"] and all(extra.values())
         return JSONResponse(report, status_code=200 if report["ready"] else 503)
 
-    @app.get("/audit/verify", tags=["audit"], summary="Verify the tamper-evident log")
-    async def audit_verify() -> dict[str, Any]:
+    @app.get(
+        "/audit/verify",
+        tags=["audit"],
+        summary="Verify the tamper-evident log",
+        responses={503: {"model": ErrorMessage, "description": "Kafka unreachable"}},
+    )
+    async def audit_verify() -> Any:
         """Recompute the hash chain over the whole event log, and compare its end with the
         head published on audit.heads: ``ok``, or the first broken position and why."""
-        head = await published_head(
-            runtime.settings.kafka_client_options(), runtime.application.name
-        )
+        try:
+            head = await asyncio.wait_for(
+                published_head(runtime.settings.kafka_client_options(), runtime.application.name),
+                VERIFY_KAFKA_SECONDS,
+            )
+        except (KafkaError, OSError, TimeoutError) as error:
+            # Without the published head a truncated log would pass: no verdict rather than
+            # a half one.
+            detail = f"cannot read {AUDIT_HEADS} from Kafka ({type(error).__name__}); retry later"
+            return JSONResponse({"detail": detail}, status_code=503)
         recorder = runtime.application.tracking_recorder
         verdict = await asyncio.to_thread(lambda: verify(recorder.select_links(), head))
         return verdict.as_dict() | {

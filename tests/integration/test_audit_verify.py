@@ -51,3 +51,16 @@ def test_verify_sees_the_published_head_and_a_truncated_log(
         assert "removed from its end" in report["reason"]
     finally:
         goal.stop()
+
+
+def test_verify_without_kafka_answers_503_not_half_a_verdict(
+    own_kafka: EmbeddedBroker, data_dir: Path
+) -> None:
+    goal = ServiceProcess("goal", data_dir, own_kafka.bootstrap_servers).start()
+    try:
+        own_kafka.stop()
+        answer = httpx.get(f"{goal.url}/audit/verify", timeout=60)
+        assert answer.status_code == 503
+        assert "audit.heads" in answer.json()["detail"]
+    finally:
+        goal.stop()
