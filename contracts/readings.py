@@ -51,6 +51,17 @@ class KPIReading(ContractModel):
             raise ValueError("observed_at must be an ISO-8601 date-time with a timezone")
         return value
 
+    @field_validator("observed_at", mode="after")
+    @classmethod
+    def _within_utc(cls, value: datetime) -> datetime:
+        # Year 1 at +01:00 is valid ISO-8601 but no instant in UTC: every comparison, the
+        # derived reading id and the stores would overflow on it.
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("out of range once converted to UTC") from None
+        return value
+
     @model_validator(mode="after")
     def _derive_missing_reading_id(self) -> KPIReading:
         if self.reading_id is None:

@@ -86,14 +86,8 @@ def _parse(
         try:
             readings.append(KPIReading.model_validate(item))
             positions.append(index)
-        except (ValidationError, OverflowError) as error:
-            # OverflowError: an observed_at that exists in its own offset but not in UTC
-            # (0001-01-01T00:00+14:00), met when the reading id is derived from it.
-            reason = (
-                describe_validation_error(error)
-                if isinstance(error, ValidationError)
-                else "observed_at: out of range once converted to UTC"
-            )
+        except ValidationError as error:
+            reason = describe_validation_error(error)
             rejected.append(
                 ReadingOutcome(
                     index=index, kpi=_key(item), reading_id=None, status="rejected", reason=reason
