@@ -162,7 +162,7 @@ class GoalApplication(ServiceApplication):
             REPLAY_EVENTS.inc(self.catalogue.position)
         # Follow every commit, commands and consumed scores alike, so the catalogue never
         # lags the log (its position is a metric: a stalled projection raises an alert).
-        self.on_recorded(lambda: self.catalogue.catch_up(self))
+        self.on_recorded(lambda _: self.catalogue.catch_up(self))
 
     # -- commands ---------------------------------------------------------------------------
 

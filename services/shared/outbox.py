@@ -20,11 +20,14 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import Callable
+import threading
+from collections import deque
+from collections.abc import Callable, Sequence
 from typing import Any
+from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from eventsourcing.persistence import Tracking
+from eventsourcing.persistence import Recording, Tracking
 
 from contracts import ContractModel, Envelope, stable_event_id
 from contracts.topics import AUDIT_HEADS
@@ -39,6 +42,9 @@ from services.shared.telemetry import (
 )
 
 log = logging.getLogger(__name__)
+
+#: Most committed events held in memory for the relay; beyond, it reads them from the store.
+MAX_HELD = 50_000
 
 #: Turns one stored domain event (and its log position) into the integration event to publish,
 #: or None for an event that stays internal to the service.
@@ -176,16 +182,47 @@ class OutboxRelay:
         ):
             series.labels(topic)  # present at zero before the first event
         self._wake = asyncio.Event()
+        #: (position, domain event) of commits heard since, in the order heard.
+        self._committed: deque[tuple[int, Any]] = deque()
+        self._committed_lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Every event up to this log position has been acknowledged by the broker.
         self.position = 0
         #: The highest position recorded as published in the store.
         self._recorded = 0
 
-    def wake_up(self) -> None:
-        """Called from any thread after a commit, so publishing starts at once."""
+    def wake_up(self, recordings: Sequence[Recording[UUID]]) -> None:
+        """Called from any thread after a commit, so publishing starts at once, with the
+        committed events in hand (reading them back from the store costs as much again)."""
+        with self._committed_lock:
+            if len(self._committed) + len(recordings) <= MAX_HELD:
+                self._committed.extend(
+                    (recording.notification.id, recording.domain_event) for recording in recordings
+                )
+            else:  # the broker is away: the store holds them, memory need not
+                self._committed.clear()
         if self._loop is not None:
             self._loop.call_soon_threadsafe(self._wake.set)
+
+    def _next_events(self) -> list[tuple[int, Any]]:
+        """The stored events after ``position``, in log order: those heard at commit when they
+        follow on without a gap, else read from the store (after a restart, a republish, a
+        gap in PostgreSQL's sequence, or commits heard out of order)."""
+        held: list[tuple[int, Any]] = []
+        with self._committed_lock:
+            while self._committed and self._committed[0][0] <= self.position:
+                self._committed.popleft()
+            for position, domain_event in self._committed:
+                if position != self.position + len(held) + 1 or len(held) == self._batch_size:
+                    break
+                held.append((position, domain_event))
+        if held:
+            return held
+        notifications = self._application.tracking_recorder.select_notifications(
+            self.position + 1, self._batch_size
+        )
+        to_domain_event = self._application.mapper.to_domain_event
+        return [(notification.id, to_domain_event(notification)) for notification in notifications]
 
     async def run(self) -> None:
         """Publish until cancelled; survives broker outages by retrying with back-off.
@@ -286,14 +323,10 @@ class OutboxRelay:
     def _prepare(self) -> tuple[int, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]]:
         """Read the next stored events and encode them (in a worker thread: this is CPU work
         the event loop need not wait for). Returns the last position read and the messages."""
-        notifications = self._application.tracking_recorder.select_notifications(
-            self.position + 1, self._batch_size
-        )
+        events = self._next_events()
         messages = []
-        for notification in notifications:
-            envelope = self._translate(
-                self._application.mapper.to_domain_event(notification), notification.id
-            )
+        for position, domain_event in events:
+            envelope = self._translate(domain_event, position)
             if envelope is None:
                 continue
             headers = [
@@ -303,7 +336,7 @@ class OutboxRelay:
                 ("content-type", b"application/json"),
             ]
             messages.append((envelope.key(), envelope.to_json(), headers))
-        return (notifications[-1].id if notifications else self.position), messages
+        return (events[-1][0] if events else self.position), messages
 
     async def publish_pending(self, producer: AIOKafkaProducer) -> int:
         """Publish the next batch of stored events; returns how many log positions it moved

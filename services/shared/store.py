@@ -78,12 +78,16 @@ def store_environment(settings: Settings) -> dict[str, str]:
     }
 
 
+#: Called after each commit, in the committing thread, with what it stored.
+Listener = Callable[[Sequence[Recording[UUID]]], None]
+
+
 class ServiceApplication(Application[UUID]):
     """Base of the three services' applications.
 
-    Listeners registered with ``on_recorded`` hear about every commit (the outbox relay wakes
-    up on them); ``record_batch`` stores the events of many consumed messages with their
-    tracking records in one transaction.
+    Listeners registered with ``on_recorded`` hear about every commit, with its recordings
+    (the outbox relay takes the new events from them); ``record_batch`` stores the events of
+    many consumed messages with their tracking records in one transaction.
     """
 
     #: Pydantic models that aggregates keep in their state (snapshots store them).
@@ -91,7 +95,7 @@ class ServiceApplication(Application[UUID]):
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
-        self._listeners: list[Callable[[], None]] = []
+        self._listeners: list[Listener] = []
         STORE_HEAD.set(self.max_position())
         #: Held by every writer that reads aggregates, decides and commits (consumed batches,
         #: timers): two such writers in one process would only conflict and retry.
@@ -112,7 +116,7 @@ class ServiceApplication(Application[UUID]):
         assert isinstance(recorder, BatchTrackingRecorder)
         return recorder
 
-    def on_recorded(self, listener: Callable[[], None]) -> None:
+    def on_recorded(self, listener: Listener) -> None:
         with self._listeners_lock:
             self._listeners.append(listener)
 
@@ -124,7 +128,7 @@ class ServiceApplication(Application[UUID]):
         with self._listeners_lock:
             listeners = list(self._listeners)
         for listener in listeners:
-            listener()
+            listener(recordings)
 
     def record_batch(
         self,
