@@ -5,12 +5,13 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test bench lint typecheck contracts unit integration tools clean help
+.PHONY: run test bench faults lint typecheck contracts unit integration tools clean help
 
 help:
 	@echo "make run    - start the broker, the services and demo data (Ctrl-C stops all)"
 	@echo "make test   - lint, type-check, contract drift check and the whole test suite"
 	@echo "make bench  - pass-through vs ingest throughput and peak memory (BENCH_SCALE=0.1: short)"
+	@echo "make faults - kill services and the broker under load, then check nothing was lost (FAULTS_ARGS=--seed N)"
 	@echo "make contracts - regenerate contracts/schemas and contracts/asyncapi.yaml"
 
 $(STAMP): pyproject.toml
@@ -54,6 +55,12 @@ test: $(STAMP) tools lint typecheck
 # Throughput and memory figures (BENCH_SCALE=0.1 for a short run); never asserted by tests.
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
+
+# The long fault run: 30,000 readings, 300 objective changes, 8 kills, 2 broker restarts and
+# a wipe of the broker's data (a few minutes); `make test` runs a short one. A seed replays.
+faults: $(STAMP)
+	$(BIN)/python -m tests.faults --readings 30000 --objective-changes 300 --kills 8 \
+		--broker-restarts 2 --wipe $(FAULTS_ARGS)
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

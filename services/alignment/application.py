@@ -207,7 +207,8 @@ def reading_lineage(reference: ReadingRef) -> dict[str, Any]:
 class Batch:
     """What one consumed batch changed, gathered by ``apply`` and settled by ``finish``."""
 
-    readings: dict[str, list[tuple[ReadingRef, str]]] = field(
+    #: KPI key -> (reading, its health, when the metrics service recorded it).
+    readings: dict[str, list[tuple[ReadingRef, str, datetime]]] = field(
         default_factory=lambda: defaultdict(list)
     )
     arrived: dict[str, datetime] = field(default_factory=dict)
@@ -247,7 +248,7 @@ class AlignmentPolicy:
             batch.dirty.update((definition.id, kr.id) for kr in definition.key_results)
         elif isinstance(event, ObjectiveArchived):
             track = self._require_track(unit, batch, event.payload.objective_id)
-            track.archive(event.position)
+            track.archive(event.position, event.occurred_at)
             batch.archived.add(track.objective_id)
             batch.dirty.update((track.objective_id, kr.id) for kr in track.definition.key_results)
         elif isinstance(event, KeyResultCheckedIn):
@@ -278,7 +279,7 @@ class AlignmentPolicy:
                 event.position,
                 reading.source,
             )
-            batch.readings[reading.kpi].append((reference, reading.health.value))
+            batch.readings[reading.kpi].append((reference, reading.health.value, event.occurred_at))
             batch.arrived[reading.kpi] = max(
                 event.occurred_at, batch.arrived.get(reading.kpi, event.occurred_at)
             )
@@ -335,7 +336,8 @@ class AlignmentPolicy:
         if batch is None:
             return
         now = self.clock()
-        for objective_id in batch.redefined:
+        # An archival recomputes too: readings recorded after it may have arrived before it.
+        for objective_id in sorted(batch.redefined | batch.archived):
             self._backfill(unit, batch, objective_id)
         for key, readings in batch.readings.items():
             self._fold_readings(unit, batch, key, readings)
@@ -372,10 +374,26 @@ class AlignmentPolicy:
             if any(kr.kpi == key for kr in track.definition.key_results)
         }
         tracks = [self._track(unit, batch, objective_id) for objective_id in sorted(ids)]
-        return [t for t in tracks if t is not None and t.active]
+        # Archived ones too: readings recorded before the archival may arrive after it.
+        return [t for t in tracks if t is not None]
+
+    @staticmethod
+    def _counts(track: ObjectiveTrack, recorded_at: datetime, applied_before: bool) -> bool:
+        """Whether a reading recorded at ``recorded_at`` counts for the track's key results:
+        always while it is active; once archived, if recorded before the archival. Readings
+        and archivals come on two topics, in either order: judged by when they happened,
+        the archived objective's scores are the same whatever the order of arrival (a
+        reading recorded at the very instant counts if it was applied first)."""
+        if track.active:
+            return True
+        archived_at = track.archived_at
+        if archived_at is None:  # archived before archivals were dated: frozen as it was
+            return False
+        return recorded_at < archived_at or (applied_before and recorded_at == archived_at)
 
     def _backfill(self, unit: UnitOfWork, batch: Batch, objective_id: str) -> None:
-        """Score a (re)defined objective's kpi key results over the readings already applied."""
+        """Score a (re)defined or archived objective's kpi key results over the readings
+        already applied."""
         track = batch.tracks[objective_id]
         for key_result in track.definition.key_results:
             if key_result.kind is not KeyResultKind.kpi or not key_result.kpi:
@@ -385,6 +403,14 @@ class AlignmentPolicy:
             for stored in self.application.events.get(kpi.id):
                 if isinstance(stored, KPITrack.ReadingsApplied):
                     for item in stored.readings:
+                        # Kept per reading since archivals need it; before, per batch.
+                        recorded = item.get("recorded_at")
+                        if not self._counts(
+                            track,
+                            datetime.fromisoformat(recorded) if recorded else stored.arrived_at,
+                            applied_before=True,
+                        ):
+                            continue
                         reference = ReadingRef(
                             item["reading_id"],
                             item["value"],
@@ -404,7 +430,11 @@ class AlignmentPolicy:
             track.stats[key_result.id] = stats
 
     def _fold_readings(
-        self, unit: UnitOfWork, batch: Batch, key: str, readings: list[tuple[ReadingRef, str]]
+        self,
+        unit: UnitOfWork,
+        batch: Batch,
+        key: str,
+        readings: list[tuple[ReadingRef, str, datetime]],
     ) -> None:
         kpi = self._kpi(unit, batch, key)
         kpi.apply_readings(
@@ -416,8 +446,9 @@ class AlignmentPolicy:
                     "position": r.position,
                     "source": r.source,
                     "health": health,
+                    "recorded_at": recorded_at.isoformat(),
                 }
-                for r, health in readings
+                for r, health, recorded_at in readings
             ],
             batch.arrived[key],
         )
@@ -427,8 +458,10 @@ class AlignmentPolicy:
                 if key_result.kind is not KeyResultKind.kpi or key_result.kpi != key:
                     continue
                 stats = track.stats.setdefault(key_result.id, WindowStats())
-                for reference, _ in readings:
-                    if in_window(reference.observed_at, period.start, period.end):
+                for reference, _, recorded_at in readings:
+                    if in_window(reference.observed_at, period.start, period.end) and self._counts(
+                        track, recorded_at, applied_before=False
+                    ):
                         stats.add(reference)
                         batch.dirty.add((track.objective_id, key_result.id))
                         batch.lineage[(track.objective_id, key_result.id)].append(
@@ -546,7 +579,11 @@ class AlignmentPolicy:
     def _evaluate_objective(self, track: ObjectiveTrack, now: datetime) -> bool:
         definition = track.definition
         if not track.active:
-            return False
+            if track.archived_at is None:  # archived before archivals were dated: as it was
+                return False
+            # Graded as of its archival: an objective archived before its period ended gets
+            # no final grade later.
+            now = min(now, track.archived_at)
         score = (
             weighted_mean(
                 (track.evaluations.get(kr.id, {}).get("score", 0.0), kr.weight)

@@ -83,6 +83,8 @@ class ObjectiveTrack(Aggregate):
 
     class Archived(Aggregate.Event):
         position: int
+        #: When the goal service archived it (absent from events stored before it was kept).
+        archived_at: datetime | None
 
     class KeyResultEvaluated(Aggregate.Event):
         objective_id: str
@@ -120,6 +122,9 @@ class ObjectiveTrack(Aggregate):
         #: key result id -> its last evaluation (as stored in the event, JSON-friendly).
         self.evaluations: dict[str, dict[str, Any]] = {}
         self.evaluation: dict[str, Any] | None = None
+        #: When the objective was archived: it stays scored over the readings recorded
+        #: before then, whenever they arrive (None: active, or archived before this was kept).
+        self.archived_at: datetime | None = None
 
     @property
     def active(self) -> bool:
@@ -157,8 +162,9 @@ class ObjectiveTrack(Aggregate):
         }
 
     @event(Archived)
-    def archive(self, position: int) -> None:
+    def archive(self, position: int, archived_at: datetime | None = None) -> None:
         self.definition = self.definition.model_copy(update={"status": ObjectiveStatus.archived})
+        self.archived_at = archived_at
 
     def record_key_result(
         self,

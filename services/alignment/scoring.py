@@ -42,12 +42,14 @@ def milestone_progress(
 
 
 def weighted_mean(scores: Iterable[tuple[float, float]]) -> float | None:
-    """Mean of (score, weight) pairs by weight; None when the weights add up to nothing."""
+    """Mean of (score, weight) pairs by weight; None when the weights add up to nothing.
+    Exact sums: the mean does not depend on the order of the pairs (a roll-up's children
+    come in the order the service happened to learn of them)."""
     pairs = list(scores)
-    total = sum(weight for _, weight in pairs)
+    total = math.fsum(weight for _, weight in pairs)
     if total <= 0:
         return None
-    return sum(score * weight for score, weight in pairs) / total
+    return math.fsum(score * weight for score, weight in pairs) / total
 
 
 def period_bounds(start: date, end: date) -> tuple[datetime, datetime]:
