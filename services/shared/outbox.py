@@ -22,7 +22,7 @@ import json
 import logging
 import threading
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -229,9 +229,36 @@ class OutboxRelay:
 
         The relay has a producer of its own (idempotent, all replicas acknowledge), apart from
         the service's FastStream broker: it sends whole batches and waits for them at once.
+        After any failure it starts over with a new producer and a new look at the topic: an
+        idempotent producer that met a broker which lost its state never recovers
+        (OutOfOrderSequenceNumber), and a broker that restarted may have lost the topic's data.
         """
         self._loop = asyncio.get_running_loop()
         self._application.on_recorded(self.wake_up)
+        delay = 0.1
+        lease: Lease | None = None
+        try:
+            while True:
+                try:
+                    lease = await self._keep_lease(lease)
+                    self.position = await self._resume_position()
+                    async for _ in self._publish_while_leading(lease):
+                        delay = 0.1
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    OUTBOX_ERRORS.labels(self._topic).inc()
+                    log.exception("outbox relay to %s failed; retry in %.1fs", self._topic, delay)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 10.0)
+        finally:
+            OUTBOX_ACTIVE.labels(self._topic).set(0)
+            if lease is not None:
+                await asyncio.to_thread(lease.release)
+
+    async def _publish_while_leading(self, lease: Lease) -> AsyncIterator[int]:
+        """Publish with one producer for as long as it works and the lease holds; yields after
+        each published batch."""
         producer = AIOKafkaProducer(
             enable_idempotence=self._idempotence,  # no duplicates or reordering from retries
             acks="all",
@@ -241,46 +268,21 @@ class OutboxRelay:
         )
         await producer.start()
         try:
-            await self._relay(producer)
-        finally:
-            await producer.stop()
-
-    async def _relay(self, producer: AIOKafkaProducer) -> None:
-        delay = 0.1
-        lease: Lease | None = None
-        try:
-            while True:
-                try:
-                    lease = await self._keep_lease(lease)
-                    published = await self.publish_pending(producer)
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
-                    OUTBOX_ERRORS.labels(self._topic).inc()
-                    log.exception("outbox relay to %s failed; retry in %.1fs", self._topic, delay)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10.0)
-                    continue
-                delay = 0.1
+            while await asyncio.to_thread(lease.alive):
+                published = await self.publish_pending(producer)
+                yield published
                 if published == 0:
                     await self._idle()
         finally:
-            OUTBOX_ACTIVE.labels(self._topic).set(0)
-            if lease is not None:
-                await asyncio.to_thread(lease.release)
+            with contextlib.suppress(Exception):  # a broker that is gone cannot take a flush
+                await asyncio.wait_for(producer.stop(), 10)
 
     async def _keep_lease(self, lease: Lease | None) -> Lease:
-        """The lease, still held, or a new one after waiting for it. After every gained lease
-        the relay resumes from the store: another instance may have relayed meanwhile."""
+        """The lease, still held, or a new one after waiting for it (another instance may
+        have relayed meanwhile: the relay resumes from the store after it)."""
         if lease is not None and await asyncio.to_thread(lease.alive):
             return lease
-        lease = await self._lead()
-        try:
-            self.position = await self._resume_position()
-        except BaseException:
-            await asyncio.to_thread(lease.release)  # a standby may do better
-            raise
-        return lease
+        return await self._lead()
 
     async def _lead(self) -> Lease:
         """Wait until this instance holds the relay's lease on the store."""
@@ -303,22 +305,40 @@ class OutboxRelay:
             await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
 
     async def _resume_position(self) -> int:
+        """Where to publish from: what the store recorded as published, or the topic's tail
+        when the topic lost events published before (its tail is behind a published one)."""
         recorded = await asyncio.to_thread(
             self._application.tracking_recorder.max_tracking_id, self._tracking_name
         )
         recorded = self._recorded = recorded or 0
-        tail = await published_tail_position(self._client_options, self._topic)
-        if tail is not None and tail >= recorded:
+        tail = await published_tail_position(self._client_options, self._topic) or 0
+        if tail >= recorded:
             return recorded
-        resume = min(recorded, tail or 0)
-        if resume < recorded:
-            log.warning(
-                "%s holds events only up to position %s but %s were published: republishing",
-                self._topic,
-                tail,
-                recorded,
+        # The recorded position may end with internal events (no message): only an event
+        # that has a message after the tail says the topic lost something.
+        if not await asyncio.to_thread(self._publishes_between, tail, recorded):
+            return recorded
+        log.warning(
+            "%s holds events only up to position %s but %s were published: republishing",
+            self._topic,
+            tail,
+            recorded,
+        )
+        return tail
+
+    def _publishes_between(self, after: int, upto: int) -> bool:
+        """Whether any stored event in (after, upto] is published as a message."""
+        while after < upto:
+            page = self._application.tracking_recorder.select_notifications(
+                after + 1, self._batch_size, stop=upto
             )
-        return resume
+            if not page:
+                return False
+            mapper = self._application.mapper
+            if any(self._translate(mapper.to_domain_event(n), n.id) is not None for n in page):
+                return True
+            after = page[-1].id
+        return False
 
     def _prepare(self) -> tuple[int, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]]:
         """Read the next stored events and encode them (in a worker thread: this is CPU work

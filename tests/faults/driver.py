@@ -46,9 +46,9 @@ class Options:
     duplicates: float = 0.05
     #: Restart the broker with SIGKILL instead of a graceful stop.
     broker_crash: bool = False
-    #: After the wipe, restart the services (their outbox relays look at the topics' tails
-    #: when they start, and republish what the broker lost).
-    restart_after_wipe: bool = True
+    #: After the wipe, restart the services too. By default they stay up: their relays fail
+    #: on the empty broker, start over, find the topics' tails behind and republish.
+    restart_after_wipe: bool = False
     settle_within: float = 300.0
     work_dir: Path | None = None
 
@@ -390,8 +390,8 @@ def main(
         bool, typer.Option(help="SIGKILL the broker instead of stopping it.")
     ] = False,
     restart_after_wipe: Annotated[
-        bool, typer.Option(help="Restart the services after the wipe (relays republish).")
-    ] = True,
+        bool, typer.Option(help="Also restart the services after the wipe.")
+    ] = False,
     settle_within: Annotated[
         float, typer.Option(help="Seconds the system may take to settle.")
     ] = 300.0,

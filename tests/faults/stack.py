@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import shutil
-import signal
-import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,8 +15,8 @@ from typing import Any
 import httpx
 
 from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, KPI_READINGS, METRICS_EVENTS
-from services.shared.broker import EmbeddedBroker, ensure_topics, noida_executable
-from tests.support import ServiceProcess, free_port, group_caught_up, wait_for
+from services.shared.broker import EmbeddedBroker, ensure_topics
+from tests.support import ServiceProcess, free_port, group_caught_up
 
 SERVICES = ("goal", "metrics", "alignment")
 #: Consumer group -> the topics it consumes: settled means each is consumed to its end.
@@ -114,44 +111,11 @@ class Stack:
 
     def stop_broker(self, graceful: bool) -> None:
         """Stop the broker: gracefully, so that it keeps every record it acknowledged, or as
-        a crash (SIGKILL).
-
-        Graceful is noida-db's own stop command, which saves the data, then a signal to the
-        process group. A signal alone is not enough: ``EmbeddedBroker.stop`` signals only
-        the wrapper script and the binary dies without saving, and even a SIGINT to the
-        binary loses what it acknowledged since its last periodic save (seconds of records
-        once the topics hold a few hundred MB)."""
-        process = self.broker.process
-        assert process is not None
+        a crash (SIGKILL), which loses about the last second of them."""
         if graceful:
-            subprocess.run(
-                [noida_executable(), "stop", "kafka", "--data-dir", str(self.broker.data_dir)],
-                capture_output=True,
-                timeout=120,
-                check=False,
-            )
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGINT)
-            process.wait(30)
+            self.broker.stop()
         else:
             self.broker.kill()
-        self._wait_broker_gone()
-
-    def _wait_broker_gone(self) -> None:
-        """Until every process of the broker's group has exited (the binary may outlive the
-        wrapper while it saves), so a new broker does not meet the old one's port or files."""
-        process = self.broker.process
-        if process is None:
-            return
-
-        def gone() -> bool:
-            try:
-                os.killpg(process.pid, 0)
-            except ProcessLookupError:
-                return True
-            return False
-
-        wait_for(gone, within=30, what="the broker's processes to exit")
 
     def wipe_broker_data(self) -> None:
         shutil.rmtree(self.broker.data_dir)

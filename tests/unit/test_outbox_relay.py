@@ -4,10 +4,11 @@ the store otherwise: either way, every event once, in log order."""
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from eventsourcing.domain import Aggregate, event
 
+from contracts import Envelope
 from services.shared.outbox import OutboxRelay
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication, store_environment
@@ -60,3 +61,20 @@ def test_after_a_gap_the_store_answers(tmp_path: Path) -> None:
     relay.position = 5
     assert relay._next_events() == []
     assert not relay._committed, "what the store already gave is dropped from memory"
+
+
+def test_a_tail_behind_only_internal_events_is_no_loss(tmp_path: Path) -> None:
+    """The recorded position may end with events that have no message (internal ones): a
+    topic whose tail stops before them lost nothing, and nothing is republished."""
+    application = ServiceApplication(env=store_environment(Settings(data_dir=tmp_path)))
+    published_at = {2}
+    relay = OutboxRelay(
+        application,
+        "goal.events",
+        lambda event, position: cast(Envelope, event) if position in published_at else None,
+        {},
+    )
+    saved_events(application, 4)
+
+    assert relay._publishes_between(2, 4) is False  # 3 and 4 are internal
+    assert relay._publishes_between(1, 4) is True  # 2 has a message the topic lost
