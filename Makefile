@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 help:
 	@echo "make run    - start the broker, the services and demo data (Ctrl-C stops all)"
 	@echo "make test   - lint, type-check, contract drift check and the whole test suite"
-	@echo "make bench  - pass-through vs ingest throughput and peak memory (BENCH_SCALE=0.1: short)"
+	@echo "make bench  - throughput, latency, rebuild, memory and HTTP figures vs targets (BENCH_SCALE=0.1: short)"
 	@echo "make faults - kill services and the broker under load, then check nothing was lost (FAULTS_ARGS=--seed N)"
 	@echo "make contracts - regenerate contracts/schemas and contracts/asyncapi.yaml"
 
