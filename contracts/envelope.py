@@ -31,6 +31,11 @@ class ContractModel(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, frozen=True)
 
+    def __deepcopy__(self, memo: dict[int, Any] | None = None) -> Self:
+        # Frozen: a copy could never differ. Aggregates holding definitions are deep-copied
+        # on every read from the repository's cache, and copying these was most of it.
+        return self
+
 
 def _require_identifying_fields(schema: dict[str, Any]) -> None:
     """``event_type``, ``schema_version`` and ``producer`` have defaults in Python (each class

@@ -220,6 +220,9 @@ class Batch:
     )
     tracks: dict[str, ObjectiveTrack] = field(default_factory=dict)
     kpis: dict[str, KPITrack] = field(default_factory=dict)
+    #: KPI key -> objectives (re)defined in this batch that link it (the application's index
+    #: knows only committed definitions); made once, when scoring starts.
+    redefined_links: dict[str, set[str]] | None = None
 
 
 class AlignmentPolicy:
@@ -368,11 +371,13 @@ class AlignmentPolicy:
         return batch.kpis[key]
 
     def _linked(self, unit: UnitOfWork, batch: Batch, key: str) -> list[ObjectiveTrack]:
-        ids = set(self.application.kpi_links.get(key, ())) | {
-            objective_id
-            for objective_id, track in batch.tracks.items()
-            if any(kr.kpi == key for kr in track.definition.key_results)
-        }
+        if batch.redefined_links is None:
+            batch.redefined_links = defaultdict(set)
+            for objective_id in batch.redefined:
+                for key_result in batch.tracks[objective_id].definition.key_results:
+                    if key_result.kpi:
+                        batch.redefined_links[key_result.kpi].add(objective_id)
+        ids = set(self.application.kpi_links.get(key, ())) | batch.redefined_links.get(key, set())
         tracks = [self._track(unit, batch, objective_id) for objective_id in sorted(ids)]
         # Archived ones too: readings recorded before the archival may arrive after it.
         return [t for t in tracks if t is not None]

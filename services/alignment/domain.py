@@ -12,8 +12,8 @@
 
 from __future__ import annotations
 
+import copy
 import uuid
-from dataclasses import asdict
 from datetime import datetime
 from typing import Any
 
@@ -49,14 +49,6 @@ def stats_from_dict(raw: dict[str, Any]) -> WindowStats:
     return WindowStats(
         raw["count"], list(raw["partials"]), ref(raw["low"]), ref(raw["high"]), ref(raw["latest"])
     )
-
-
-def stats_to_dict(stats: WindowStats) -> dict[str, Any]:
-    raw = asdict(stats)
-    for name in ("low", "high", "latest"):
-        if raw[name] is not None:
-            raw[name]["observed_at"] = raw[name]["observed_at"].isoformat()
-    return raw
 
 
 class ObjectiveTrack(Aggregate):
@@ -130,6 +122,19 @@ class ObjectiveTrack(Aggregate):
     def active(self) -> bool:
         return self.definition.status is ObjectiveStatus.active
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> ObjectiveTrack:
+        """What the repository's cache hands out on every read: a copy independent of the
+        cached track wherever the track changes in place (its tables and window statistics),
+        sharing what is only ever replaced (check-ins, evaluations with their lineage, the
+        frozen definition). A generic deep copy of the lineage was most of the consumer's
+        time."""
+        clone = copy.copy(self)
+        clone.check_ins = dict(self.check_ins)
+        clone.stats = {key: stats.copy() for key, stats in self.stats.items()}
+        clone.evaluations = dict(self.evaluations)
+        clone._pending_events = list(self._pending_events)
+        return clone
+
     @event(Redefined)
     def redefine(self, definition: dict[str, Any], position: int) -> None:
         self.definition = ObjectiveDefinition.model_validate(definition)
@@ -185,7 +190,7 @@ class ObjectiveTrack(Aggregate):
         self._key_result_evaluated(
             self.objective_id,
             key_result_id,
-            stats_to_dict(stats) if stats else None,
+            stats.as_dict() if stats else None,
             value,
             progress,
             score,
@@ -295,6 +300,14 @@ class KPITrack(Aggregate):
         self.readings = 0
         #: The run of unhealthy current values, to tell a stagnant KPI (see kpi_health).
         self.streak: UnhealthyStreak | None = None
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> KPITrack:
+        """As ``ObjectiveTrack``'s: only the unhealthy streak changes in place."""
+        clone = copy.copy(self)
+        if self.streak is not None:
+            clone.streak = self.streak.model_copy(update={"buckets": list(self.streak.buckets)})
+        clone._pending_events = list(self._pending_events)
+        return clone
 
     @property
     def health(self) -> Health | None:

@@ -11,6 +11,7 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
 
 from contracts import Aggregation, ObjectiveType, PaceStatus
 
@@ -89,6 +90,18 @@ def succeeded(score: float, objective_type: ObjectiveType) -> bool:
     return score >= (0.7 if objective_type is ObjectiveType.aspirational else 1.0)
 
 
+def _reference_dict(reference: ReadingRef | None) -> dict[str, Any] | None:
+    if reference is None:
+        return None
+    return {
+        "reading_id": reference.reading_id,
+        "value": reference.value,
+        "observed_at": reference.observed_at.isoformat(),
+        "position": reference.position,
+        "source": reference.source,
+    }
+
+
 @dataclass(frozen=True)
 class ReadingRef:
     """A KPI reading as the alignment service knows it: enough to aggregate and to cite."""
@@ -121,6 +134,20 @@ class WindowStats:
     @property
     def total(self) -> float:
         return math.fsum(self.partials)
+
+    def copy(self) -> WindowStats:
+        """An independent copy (the readings it cites are immutable, and shared)."""
+        return WindowStats(self.count, list(self.partials), self.low, self.high, self.latest)
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly, as stored in evaluation events."""
+        return {
+            "count": self.count,
+            "partials": list(self.partials),
+            "low": _reference_dict(self.low),
+            "high": _reference_dict(self.high),
+            "latest": _reference_dict(self.latest),
+        }
 
     def add(self, reading: ReadingRef) -> None:
         self.count += 1

@@ -6,6 +6,7 @@ re-evaluation as time passes, and rebuilding from the stored log."""
 
 from __future__ import annotations
 
+import copy
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -876,3 +877,59 @@ def test_an_unhealthy_kpi_that_moves_is_not_named_stagnant(service: Alignment) -
     opened = service.batch(churn_kpi(feed), *moving)
     (gap,) = stored(opened, GapBoard.GapOpened)
     assert "is unhealthy" in gap.message
+
+
+def test_a_copy_of_a_cached_track_changes_independently() -> None:
+    """The repository's cache hands out copies (``__deepcopy__``): what one batch changes in
+    place on its copy must not reach the cached track, whatever the batch then does."""
+    from services.alignment.domain import KPITrack
+    from services.alignment.scoring import ReadingRef, WindowStats
+
+    track = ObjectiveTrack("obj-chatbots", CHATBOTS.model_dump(mode="json"), 1)
+    track.stats["kr-customers"] = WindowStats()
+    track.stats["kr-customers"].add(ReadingRef("r1", 5.0, day(1, 2), 1))
+    track.check_in("kr-arr", 7.0, None, None, 5, 2)
+    original = (track.stats["kr-customers"].count, dict(track.check_ins), track.version)
+
+    clone = copy.deepcopy(track)
+    assert clone.definition is track.definition  # frozen: shared, not copied
+    clone.stats["kr-customers"].add(ReadingRef("r2", 6.0, day(1, 3), 3))
+    clone.stats["kr-new"] = WindowStats()
+    clone.check_in("kr-arr", 9.0, None, None, None, 4)
+    clone.redefine(CHATBOTS.model_dump(mode="json"), 5)
+
+    assert (track.stats["kr-customers"].count, track.check_ins, track.version) == original
+    assert "kr-new" not in track.stats
+    assert len(clone.collect_events()) == 4  # the original's two pending events, and its own
+    assert len(track.collect_events()) == 2  # not the clone's
+
+    kpi = KPITrack("churn", None)
+    kpi.apply_readings(
+        [
+            {
+                "reading_id": "r1",
+                "value": 9.0,
+                "observed_at": "2026-01-01T00:00:00+00:00",
+                "position": 1,
+                "health": "unhealthy",
+            }
+        ],
+        day(1, 2),
+    )
+    kpi_clone = copy.deepcopy(kpi)
+    kpi_clone.apply_readings(
+        [
+            {
+                "reading_id": "r2",
+                "value": 8.0,
+                "observed_at": "2026-01-02T00:00:00+00:00",
+                "position": 2,
+                "health": "unhealthy",
+            }
+        ],
+        day(1, 3),
+    )
+    assert kpi.streak is not None
+    assert kpi_clone.streak is not None
+    assert kpi.streak.buckets != kpi_clone.streak.buckets
+    assert kpi.readings == 1
