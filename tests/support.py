@@ -173,12 +173,24 @@ def _caught_up(bootstrap: str, group: str, topic: str) -> bool:
     return asyncio.run(group_caught_up(bootstrap, group, topic))
 
 
-def metric_value(service_url: str, name: str, **labels: str) -> float:
-    """The sum of the samples of ``name`` on a service's ``/metrics`` that carry ``labels``."""
+#: Samples of a ``/metrics`` page by (name, sorted labels).
+Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
+
+
+def scrape(service_url: str) -> Scrape:
+    """Every sample a service's ``/metrics`` shows now."""
     text = httpx.get(f"{service_url}/metrics", timeout=5).text
-    return sum(
-        sample.value
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name == name and labels.items() <= sample.labels.items()
+    }
+
+
+def metric_value(service_url: str, name: str, **labels: str) -> float:
+    """The sum of the samples of ``name`` on a service's ``/metrics`` that carry ``labels``."""
+    return sum(
+        value
+        for (sample_name, sample_labels), value in scrape(service_url).items()
+        if sample_name == name and labels.items() <= dict(sample_labels).items()
     )

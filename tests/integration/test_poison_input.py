@@ -25,7 +25,6 @@ import httpx
 import pytest
 from aiokafka import AIOKafkaProducer, ConsumerRecord
 from aiokafka.errors import MessageSizeTooLargeError
-from prometheus_client.parser import text_string_to_metric_families
 
 from contracts import (
     ALIGNMENT_EVENTS,
@@ -42,7 +41,14 @@ from services.shared.dlq import MAX_DLQ_BYTES
 from services.shared.telemetry import DLQ_REASONS
 from tests.integration.conftest import embedded_broker
 from tests.integration.test_goal_service import objective_body
-from tests.support import ServiceProcess, read_topic, wait_caught_up, wait_for
+from tests.support import (
+    Scrape,
+    ServiceProcess,
+    read_topic,
+    scrape,
+    wait_caught_up,
+    wait_for,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -55,9 +61,6 @@ POISON_KEY = b"poison"
 #: The KPI the valid readings and KPIRecorded events are about.
 PROBE_KPI = "poison_probe"
 NOW = datetime(2026, 10, 1, tzinfo=UTC)
-
-#: A /metrics page: (sample name, sorted labels) -> value.
-Scrape = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 @dataclass(frozen=True)
@@ -89,15 +92,6 @@ class Delivery:
     def increase(self, name: str, **labels: str) -> float:
         key = (name, tuple(sorted(labels.items())))
         return self.after.get(key, 0.0) - self.before.get(key, 0.0)
-
-
-def scrape(service: ServiceProcess) -> Scrape:
-    text = httpx.get(f"{service.url}/metrics", timeout=5).text
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
 
 
 async def _produce(
@@ -641,7 +635,7 @@ def deliver(
 ) -> dict[str, Delivery]:
     """Write each topic's poison between its ``valid`` messages, wait until the service has
     committed every topic to its end, and collect what happened."""
-    before = scrape(service)
+    before = scrape(service.url)
     deliveries = {}
     for topic, messages in valid.items():
         delivery = Delivery(topic, TABLES[topic], before=before, valid=len(messages))
@@ -650,7 +644,7 @@ def deliver(
         deliveries[topic] = delivery
     group = f"okr-{service.name}"
     wait_caught_up(kafka.bootstrap_servers, group, list(valid), within=30)
-    after = scrape(service)
+    after = scrape(service.url)
     for delivery in deliveries.values():
         delivery.after = after
         delivery.dead = read_topic(kafka.bootstrap_servers, dlq_topic(delivery.topic))
