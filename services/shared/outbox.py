@@ -216,10 +216,12 @@ class OutboxRelay:
                 if position != self.position + len(held) + 1 or len(held) == self._batch_size:
                     break
                 held.append((position, domain_event))
-        if held:
-            return held
+        return held or self._stored_events(self.position)
+
+    def _stored_events(self, after: int, upto: int | None = None) -> list[tuple[int, Any]]:
+        """The next batch of (position, domain event) read from the store after ``after``."""
         notifications = self._application.tracking_recorder.select_notifications(
-            self.position + 1, self._batch_size
+            after + 1, self._batch_size, stop=upto
         )
         to_domain_event = self._application.mapper.to_domain_event
         return [(notification.id, to_domain_event(notification)) for notification in notifications]
@@ -329,15 +331,12 @@ class OutboxRelay:
     def _publishes_between(self, after: int, upto: int) -> bool:
         """Whether any stored event in (after, upto] is published as a message."""
         while after < upto:
-            page = self._application.tracking_recorder.select_notifications(
-                after + 1, self._batch_size, stop=upto
-            )
+            page = self._stored_events(after, upto)
             if not page:
                 return False
-            mapper = self._application.mapper
-            if any(self._translate(mapper.to_domain_event(n), n.id) is not None for n in page):
+            if any(self._translate(event, position) is not None for position, event in page):
                 return True
-            after = page[-1].id
+            after = page[-1][0]
         return False
 
     def _prepare(self) -> tuple[int, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]]:
