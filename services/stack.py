@@ -23,7 +23,7 @@ from types import FrameType
 import httpx
 
 from services import demo
-from services.shared.auth import Role, TokenEntry, hash_token, new_token
+from services.shared.auth import TOKEN_ENTRIES, Role, TokenEntry, hash_token, new_token
 from services.shared.broker import EmbeddedBroker, broker_answers, ensure_topics
 from services.shared.settings import DEFAULT_PORTS, Settings
 
@@ -69,7 +69,7 @@ def token_entries(tokens: dict[str, str]) -> str:
         TokenEntry(name=name, roles=list(LOCAL_ROLES[name]), sha256=hash_token(token))
         for name, token in tokens.items()
     ]
-    return "[" + ",".join(entry.model_dump_json() for entry in entries) + "]"
+    return TOKEN_ENTRIES.dump_json(entries).decode()
 
 
 class Stack:

@@ -10,7 +10,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from services.shared.auth import Role, new_token
+from services.shared.auth import TOKEN_ENTRIES, Role, new_token
 from services.shared.broker import EmbeddedBroker
 from tests.integration.test_goal_service import objective_body
 from tests.support import ServiceProcess
@@ -33,7 +33,7 @@ def bearer(name: str) -> dict[str, str]:
 def goal(
     kafka: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServiceProcess]:
-    entries = "[" + ",".join(entry.model_dump_json() for _, entry in TOKENS.values()) + "]"
+    entries = TOKEN_ENTRIES.dump_json([entry for _, entry in TOKENS.values()]).decode()
     service = ServiceProcess("goal", tmp_path_factory.mktemp("goal"), kafka.bootstrap_servers)
     service.start(extra_env={"OKR_AUTH_DISABLED": "false", "OKR_AUTH_TOKENS": entries})
     yield service
