@@ -98,8 +98,8 @@ class Settings(BaseSettings):
         text = self.auth_tokens or (
             self.auth_tokens_file.read_text() if self.auth_tokens_file else ""
         )
-        tokens = Tokens.parse(text) if text.strip() else None
-        if tokens is None or not tokens:
+        tokens = Tokens.parse(text) if text.strip() else Tokens([])
+        if not tokens:
             raise ValueError(
                 "no bearer tokens configured: set OKR_AUTH_TOKENS or OKR_AUTH_TOKENS_FILE "
                 "(okr-token NAME ROLE... makes one), or OKR_AUTH_DISABLED=true on a closed network"
