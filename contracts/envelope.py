@@ -9,7 +9,7 @@ from __future__ import annotations
 import uuid
 from typing import Any, ClassVar, Literal, Self
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator
 
 Producer = Literal["goal", "metrics", "alignment"]
 
@@ -70,6 +70,14 @@ class Envelope(ContractModel):
         default=None, description="Id shared by all events of one business transaction."
     )
     payload: Any
+
+    @field_validator("schema_version", mode="before")
+    @classmethod
+    def _whole_number(cls, value: Any) -> Any:
+        # A Literal version also matches true and 1.0 (equal in Python): not in a message.
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ValueError("must be a positive integer")
+        return value
 
     @classmethod
     def trusted(cls, **fields: Any) -> Self:

@@ -117,8 +117,17 @@ def upcast(raw: RawEvent) -> RawEvent:
     return raw
 
 
-def parse_event(message: bytes | str | RawEvent) -> Envelope:
-    """Decode, upcast and validate one integration event; raises ``InvalidEvent``."""
+def parse_event(message: bytes | str | RawEvent, event_type: str | None = None) -> Envelope:
+    """Decode, upcast and validate one integration event; raises ``InvalidEvent``.
+
+    ``event_type`` (the message's header, when it has one) is a hint that lets a message of
+    the current schema version be validated straight from its bytes, about three times
+    faster. It is only a hint: the model's fixed event type and version must match the
+    message, and anything the direct way refuses goes the full way, which says why."""
+    if event_type in EVENT_TYPES and isinstance(message, bytes):
+        event = _parse_current(message, EVENT_TYPES[event_type])
+        if event is not None:
+            return event
     if isinstance(message, dict):
         raw = message
     elif not message or message.isspace():
@@ -144,6 +153,23 @@ def parse_event(message: bytes | str | RawEvent) -> Envelope:
         if getattr(event, name) > MAX_POSITION:
             raise InvalidEvent(f"{name}: must be at most {MAX_POSITION} (a signed 64-bit integer)")
     _check_instants(event, "")
+    return event
+
+
+def _parse_current(message: bytes, model: type[Envelope]) -> Envelope | None:
+    """The event validated from its bytes as ``model`` (current version), or None when that
+    fails or when the checks of the full way could refuse it."""
+    try:
+        event = model.model_validate_json(message, strict=True)
+    except ValidationError:
+        return None
+    if "producer" not in event.model_fields_set:  # the class has a default; messages must say
+        return None
+    if event.position > MAX_POSITION or event.aggregate_version > MAX_POSITION:
+        return None
+    # An instant can overflow only in year 1 or 9999, written so or hidden by an escape.
+    if any(mark in message for mark in (b"0001-", b"9999-", b"\\u")):
+        _check_instants(event, "")
     return event
 
 

@@ -19,15 +19,8 @@ from services.shared.store import store_environment
 
 
 def create_app(settings: Settings) -> FastAPI:
-    # Tracks are read on every batch: keep them in the repository's cache. This process is
-    # the store's only writer, so the cache is updated on save and never fast-forwarded
-    # (which would cost one store query per aggregate read).
-    env = store_environment(settings) | {
-        "AGGREGATE_CACHE_MAXSIZE": "100000",
-        "AGGREGATE_CACHE_FASTFORWARD": "n",
-    }
     application = AlignmentApplication(
-        env=env,
+        env=store_environment(settings),
         stagnation_window=settings.stagnation_window,
         stagnation_tolerance=settings.stagnation_tolerance,
     )

@@ -8,7 +8,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
@@ -59,6 +59,13 @@ DEFAULT_PACE = PaceThresholds()
 
 class AlignmentApplication(ServiceApplication):
     name = "alignment"
+    # Tracks are read on every batch: keep them in the repository's cache. The service is its
+    # store's only writer, so the cache is updated on save and never fast-forwarded (which
+    # would cost one store query per aggregate read).
+    env: ClassVar[dict[str, str]] = {
+        "AGGREGATE_CACHE_MAXSIZE": "100000",
+        "AGGREGATE_CACHE_FASTFORWARD": "n",
+    }
 
     def __init__(
         self,

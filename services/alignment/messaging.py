@@ -30,7 +30,7 @@ from contracts import (
 from services.alignment.application import AlignmentApplication, AlignmentPolicy
 from services.alignment.domain import GapBoard, ObjectiveTrack
 from services.shared.broker import read_topic
-from services.shared.consumer import UnitOfWork
+from services.shared.consumer import UnitOfWork, event_type_header
 from services.shared.outbox import envelope_for
 from services.shared.settings import Settings
 from services.shared.store import store_environment
@@ -108,7 +108,7 @@ async def rebuild_from_topics(
     for topic in (GOAL_EVENTS, METRICS_EVENTS):
         for record in await read_topic(client_options, topic):
             try:
-                event = parse_event(record.value or b"")
+                event = parse_event(record.value or b"", event_type_header(record))
             except InvalidEvent:
                 continue
             if event.occurred_at <= until:

@@ -6,6 +6,7 @@ whole message stays on its own topic, at the partition and offset the headers gi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Protocol
 
 from faststream.kafka import KafkaBroker
@@ -32,6 +33,7 @@ class ConsumedRecord(Protocol):
     offset: int
     key: bytes | None
     value: bytes | None
+    headers: Sequence[tuple[str, bytes]]
 
 
 class DeadLetters:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Callable, Coroutine, Sequence
@@ -51,6 +52,16 @@ async def _raw_body(message: StreamMessage[Any]) -> Any:
     """Hand the handler the bytes as they came: decoding and validation are ours, so that a
     malformed message reaches the DLQ instead of failing inside FastStream."""
     return message.body
+
+
+def settle_heap() -> None:
+    """Tune the cyclic garbage collector for a service whose state is loaded: that state lives
+    as long as the process, so it is frozen out of the collector's generations, and young
+    collections are made rarer. Otherwise the collector rescans the state while batches
+    allocate: up to a fifth of a batch's time, measured with ``tests.bench.inprocess``."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 100)
 
 
 class ServiceRuntime:
@@ -122,6 +133,8 @@ class ServiceRuntime:
             group_instance_id=self.settings.group_instance_id(topics),
             batch=True,
             max_records=self.settings.consumer_max_records,
+            # Enough prefetched per partition to fill a batch (events are about 0.5 kB).
+            max_partition_fetch_bytes=8 * 1024 * 1024,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             decoder=_raw_body,
@@ -156,6 +169,7 @@ class ServiceRuntime:
         self._periodic.append((repeat, name))
 
     async def start(self) -> None:
+        settle_heap()
         await self.broker.start()
         if self.relay is not None:
             self._tasks.append(asyncio.create_task(self.relay.run(), name="outbox"))

@@ -63,7 +63,9 @@ class Settings(BaseSettings):
 
     outbox_batch_size: int = Field(default=2000, ge=1)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
-    consumer_max_records: int = Field(default=2000, ge=1)
+    #: Records per consumed batch. Large batches are cheap per record: the alignment service
+    #: stores one evaluation per key result per batch, whatever the readings in it.
+    consumer_max_records: int = Field(default=10000, ge=1)
     #: A KPI unhealthy this long without meaningful change is stagnant (ISO-8601 or seconds).
     stagnation_window: timedelta = timedelta(days=14)
     #: "Meaningful change": a move of at least this fraction of the KPI's warning-to-target gap.

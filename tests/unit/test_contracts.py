@@ -350,6 +350,34 @@ def test_invalid_messages_are_rejected_with_a_reason(message: bytes | str, reaso
     assert reason in rejected.value.reason
 
 
+LAX_BUT_WRONG = {
+    "version-true": {"schema_version": True},
+    "version-float": {"schema_version": 1.0},
+    "no-producer": {"producer": None},
+    "position-beyond-64-bits": {"position": 2**63},
+    "overflowing-instant": {"occurred_at": "9999-12-31T23:30:00-01:00"},
+    "escaped-overflowing-instant": {"occurred_at": "\\u0039999-12-31T23:30:00-01:00"},
+}
+
+
+@pytest.mark.parametrize("change", sorted(LAX_BUT_WRONG))
+@pytest.mark.parametrize("hint", sorted(EVENT_TYPES))
+def test_the_event_type_hint_never_lets_through_what_the_full_parse_refuses(
+    change: str, hint: str
+) -> None:
+    raw = raw_example("ObjectiveArchived") | LAX_BUT_WRONG[change]
+    message = json.dumps({k: v for k, v in raw.items() if v is not None}).encode()
+    if change == "escaped-overflowing-instant":  # json.dumps would escape the backslash
+        message = message.replace(b"\\\\u", b"\\u")
+    with pytest.raises(InvalidEvent) as without_hint:
+        parse_event(message)
+
+    with pytest.raises(InvalidEvent) as with_hint:
+        parse_event(message, hint)
+
+    assert with_hint.value.reason == without_hint.value.reason
+
+
 def test_examples_cover_every_event_type() -> None:
     assert set(EXAMPLES) == set(EVENT_TYPES)
     assert all(type(EXAMPLES[name]) is EVENT_TYPES[name] for name in EXAMPLES)
@@ -360,9 +388,10 @@ def test_every_event_survives_a_round_trip(event_type: str) -> None:
     event = EXAMPLES[event_type]
 
     parsed = parse_event(event.to_json())
+    hinted = parse_event(event.to_json(), event_type)
 
     assert type(parsed) is type(event)
-    assert parsed == event
+    assert parsed == event == hinted
     assert parsed.key() == event.aggregate_id.encode()
 
 
