@@ -350,7 +350,7 @@ def test_invalid_messages_are_rejected_with_a_reason(message: bytes | str, reaso
     assert reason in rejected.value.reason
 
 
-LAX_BUT_WRONG = {
+LAX_BUT_WRONG: dict[str, dict[str, Any]] = {
     "version-true": {"schema_version": True},
     "version-float": {"schema_version": 1.0},
     "no-producer": {"producer": None},
