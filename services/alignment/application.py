@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import Recording
+from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.persistence import Recording, Tracking
 from eventsourcing.utils import get_topic
 
 from contracts import (
@@ -44,7 +44,7 @@ from services.alignment.scoring import (
 )
 from services.shared.consumer import UnitOfWork
 from services.shared.errors import NotFound
-from services.shared.kpi_health import is_stagnant, meaningful_change
+from services.shared.kpi_health import is_stagnant, meaningful_change, stagnation_holds_until
 from services.shared.store import ServiceApplication
 from services.shared.telemetry import REPLAY_EVENTS, replaying
 
@@ -83,6 +83,11 @@ class AlignmentApplication(ServiceApplication):
         self.objectives: dict[str, UUID] = {}
         self.kpi_links: dict[str, set[str]] = defaultdict(set)
         self.kpis: set[str] = set()
+        #: The tracks as last committed, by objective id and KPI key: the same objects as in
+        #: the repository's cache, found without its locking and bookkeeping (gaps look at
+        #: every track on every batch). Filled as tracks are read or committed.
+        self._committed_tracks: dict[str, ObjectiveTrack] = {}
+        self._committed_kpis: dict[str, KPITrack] = {}
         with replaying():
             for topic in (ObjectiveTrack.Defined, ObjectiveTrack.Redefined, KPITrack.Defined):
                 for notification in self._notifications(get_topic(topic)):
@@ -97,6 +102,20 @@ class AlignmentApplication(ServiceApplication):
             if len(page) < 1000:
                 return
             position = page[-1].id
+
+    def record_batch(
+        self,
+        processing: ProcessingEvent[UUID],
+        trackings: Sequence[Tracking] = (),
+        idempotency_keys: Sequence[tuple[str, str]] = (),
+    ) -> list[Recording[UUID]]:
+        recordings = super().record_batch(processing, trackings, idempotency_keys)
+        for aggregate in processing.aggregates.values():
+            if isinstance(aggregate, ObjectiveTrack):
+                self._committed_tracks[aggregate.objective_id] = aggregate
+            elif isinstance(aggregate, KPITrack):
+                self._committed_kpis[aggregate.key] = aggregate
+        return recordings
 
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
         for recording in recordings:
@@ -122,16 +141,20 @@ class AlignmentApplication(ServiceApplication):
     # of work, which changes aggregates, works on copies.
 
     def track(self, objective_id: str) -> ObjectiveTrack:
-        track_id = self.objectives.get(objective_id)
-        if track_id is None:
-            raise NotFound(f"no objective {objective_id}")
-        found: ObjectiveTrack = self.repository.get(track_id, deepcopy_from_cache=False)
+        found = self._committed_tracks.get(objective_id)
+        if found is None:
+            track_id = self.objectives.get(objective_id)
+            if track_id is None:
+                raise NotFound(f"no objective {objective_id}")
+            found = self._committed_tracks[objective_id] = self.repository.get(
+                track_id, deepcopy_from_cache=False
+            )
         return found
 
     def tracks(self) -> list[ObjectiveTrack]:
         with self._index_lock:
-            ids = list(self.objectives.values())
-        return [self.repository.get(track_id, deepcopy_from_cache=False) for track_id in ids]
+            ids = list(self.objectives)
+        return [self.track(objective_id) for objective_id in ids]
 
     def tracks_as_of(self, instant: datetime) -> list[ObjectiveTrack]:
         """Every objective as the alignment service saw it at ``instant``: definitions and
@@ -153,13 +176,15 @@ class AlignmentApplication(ServiceApplication):
         return list(board.open.values()) if isinstance(board, GapBoard) else []
 
     def kpi_track(self, key: str) -> KPITrack | None:
-        try:
-            found: KPITrack = self.repository.get(
-                KPITrack.create_id(key), deepcopy_from_cache=False
-            )
-            return found
-        except AggregateNotFoundError:
-            return None
+        found = self._committed_kpis.get(key)
+        if found is None:
+            try:
+                found = self._committed_kpis[key] = self.repository.get(
+                    KPITrack.create_id(key), deepcopy_from_cache=False
+                )
+            except AggregateNotFoundError:
+                return None
+        return found
 
     def open_gaps(self) -> list[dict[str, Any]]:
         try:
@@ -238,6 +263,57 @@ class AlignmentPolicy:
     def __init__(self, application: AlignmentApplication) -> None:
         self.application = application
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        self._facts_of_objectives: dict[str, tuple[ObjectiveTrack, ObjectiveFacts]] = {}
+        self._facts_of_kpis: dict[str, tuple[KPITrack, KPIFacts, datetime | None]] = {}
+
+    # -- facts for the gaps -----------------------------------------------------------------
+    # Gaps are settled over every objective and KPI on every batch. A track changes only in
+    # a batch's copy, so facts drawn from a track object stay true for as long as that object
+    # is the one in the cache: they are kept with it and reused while it is.
+
+    def _objective_facts(self, track: ObjectiveTrack) -> ObjectiveFacts:
+        kept = self._facts_of_objectives.get(track.objective_id)
+        if kept is not None and kept[0] is track:
+            return kept[1]
+        facts = ObjectiveFacts(
+            track.definition,
+            frozenset(
+                kr.id
+                for kr in track.definition.key_results
+                if track.check_ins.get(kr.id, {}).get("value") is not None
+                or (kr.id in track.stats and track.stats[kr.id].count > 0)
+            ),
+        )
+        self._facts_of_objectives[track.objective_id] = (track, facts)
+        return facts
+
+    def _kpi_facts(self, kpi: KPITrack, now: datetime) -> KPIFacts:
+        """Stagnation depends on the instant too: its answer is kept until the instant it
+        may change (``stagnation_holds_until``)."""
+        kept = self._facts_of_kpis.get(kpi.key)
+        if kept is not None and kept[0] is kpi and (kept[2] is None or now < kept[2]):
+            return kept[1]
+        assert kpi.definition is not None
+        window = self.application.stagnation_window
+        facts = KPIFacts(
+            kpi.key,
+            kpi.health,
+            kpi.last_arrival,
+            timedelta(seconds=kpi.definition.interval_seconds),
+            stagnant=is_stagnant(
+                kpi.streak,
+                now,
+                window,
+                self.application.stagnation_tolerance,
+                meaningful_change(kpi.definition),
+            ),
+        )
+        self._facts_of_kpis[kpi.key] = (
+            kpi,
+            facts,
+            stagnation_holds_until(kpi.streak, now, window),
+        )
+        return facts
 
     # -- per event --------------------------------------------------------------------------
 
@@ -617,39 +693,12 @@ class AlignmentPolicy:
 
     def _settle_gaps(self, unit: UnitOfWork, batch: Batch, now: datetime) -> None:
         tracks = {t.objective_id: t for t in self.application.tracks()} | batch.tracks
-        facts = [
-            ObjectiveFacts(
-                track.definition,
-                frozenset(
-                    kr.id
-                    for kr in track.definition.key_results
-                    if track.check_ins.get(kr.id, {}).get("value") is not None
-                    or (kr.id in track.stats and track.stats[kr.id].count > 0)
-                ),
-            )
-            for track in tracks.values()
-        ]
-        keys = self.application.kpis | set(batch.kpis)
+        facts = [self._objective_facts(track) for track in tracks.values()]
         kpi_facts = []
-        for key in sorted(keys):
+        for key in sorted(self.application.kpis | set(batch.kpis)):
             kpi = batch.kpis.get(key) or self.application.kpi_track(key)
-            if kpi is None or kpi.definition is None:
-                continue
-            kpi_facts.append(
-                KPIFacts(
-                    key,
-                    kpi.health,
-                    kpi.last_arrival,
-                    timedelta(seconds=kpi.definition.interval_seconds),
-                    stagnant=is_stagnant(
-                        kpi.streak,
-                        now,
-                        self.application.stagnation_window,
-                        self.application.stagnation_tolerance,
-                        meaningful_change(kpi.definition),
-                    ),
-                )
-            )
+            if kpi is not None and kpi.definition is not None:
+                kpi_facts.append(self._kpi_facts(kpi, now))
         gaps = detect_gaps(facts, kpi_facts, now)
         found = unit.get(GAP_BOARD_ID)
         board = found if isinstance(found, GapBoard) else GapBoard()

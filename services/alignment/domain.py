@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import functools
 import uuid
 from datetime import datetime
 from typing import Any
@@ -51,10 +52,17 @@ def stats_from_dict(raw: dict[str, Any]) -> WindowStats:
     )
 
 
+@functools.cache
+def _track_id(kind: str, key: str) -> uuid.UUID:
+    # Ids are looked up for every track on every batch (gaps look at all of them): a uuid5
+    # each time cost more than the lookup itself. The catalogue bounds the memo.
+    return uuid.uuid5(NAMESPACE, f"{kind}/{key}")
+
+
 class ObjectiveTrack(Aggregate):
     @staticmethod
     def create_id(objective_id: str) -> uuid.UUID:
-        return uuid.uuid5(NAMESPACE, f"objective/{objective_id}")
+        return _track_id("objective", objective_id)
 
     class Defined(Aggregate.Created):
         objective_id: str
@@ -276,7 +284,7 @@ class ObjectiveTrack(Aggregate):
 class KPITrack(Aggregate):
     @staticmethod
     def create_id(key: str) -> uuid.UUID:
-        return uuid.uuid5(NAMESPACE, f"kpi/{key}")
+        return _track_id("kpi", key)
 
     class Defined(Aggregate.Created):
         key: str
@@ -361,6 +369,13 @@ class GapBoard(Aggregate):
     @event(Opened)
     def __init__(self) -> None:
         self.open: dict[str, dict[str, Any]] = {}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> GapBoard:
+        """As ``ObjectiveTrack``'s: a gap's entry is replaced or removed, never changed."""
+        clone = copy.copy(self)
+        clone.open = dict(self.open)
+        clone._pending_events = list(self._pending_events)
+        return clone
 
     @event(GapOpened)
     def open_gap(

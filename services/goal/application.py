@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import threading
 import uuid
+from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.persistence import IntegrityError
+from eventsourcing.persistence import IntegrityError, Recording
+from eventsourcing.utils import get_topic
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 from contracts import (
@@ -94,6 +96,13 @@ class CheckInCommand(BaseModel):
     comment: str | None = Field(default=None, max_length=2000)
 
 
+#: The events the catalogue projects (check-ins and noted scores change no definition).
+OBJECTIVE_TOPICS = [
+    get_topic(event_class)
+    for event_class in (Objective.Defined, Objective.Redefined, Objective.Archived)
+]
+
+
 class ObjectiveCatalogue:
     """Current definitions of all objectives, projected from the event log.
 
@@ -106,15 +115,32 @@ class ObjectiveCatalogue:
         self._lock = threading.Lock()
 
     def catch_up(self, application: ServiceApplication, page: int = 1000) -> None:
+        """Read the objective events stored since the last look (the log's other events,
+        the scores noted from the alignment service, are skipped unread)."""
         with self._lock:
-            while True:
-                notifications = application.recorder.select_notifications(self.position + 1, page)
+            head = application.max_position()
+            while self.position < head:
+                notifications = application.recorder.select_notifications(
+                    self.position + 1, page, stop=head, topics=OBJECTIVE_TOPICS
+                )
                 for notification in notifications:
                     self._apply(application.mapper.to_domain_event(notification))
-                    self.position = notification.id
+                self.position = notifications[-1].id if len(notifications) == page else head
+            PROJECTION_POSITION.labels("catalogue").set(self.position)
+
+    def follow(
+        self, application: ServiceApplication, recordings: Sequence[Recording[UUID]]
+    ) -> None:
+        """After a commit: apply its events as they are in hand, or read the log when they
+        do not follow on from what was applied (another thread's commit came first)."""
+        with self._lock:
+            if recordings and recordings[0].notification.id == self.position + 1:
+                for recording in recordings:
+                    self._apply(recording.domain_event)
+                self.position = recordings[-1].notification.id
                 PROJECTION_POSITION.labels("catalogue").set(self.position)
-                if len(notifications) < page:
-                    return
+                return
+        self.catch_up(application)
 
     def _apply(self, domain_event: Any) -> None:
         objective_id = str(domain_event.originator_id)
@@ -151,7 +177,10 @@ class ObjectiveCatalogue:
 
 class GoalApplication(ServiceApplication):
     name = "goal"
-    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Objective: 100}
+    #: The scores noted from alignment.events make long histories: snapshots, and a cache
+    #: (fast-forwarded from the store on every read, so instances may share the store).
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {Objective: 100, ObjectiveScores: 100}
+    env: ClassVar[dict[str, str]] = {"AGGREGATE_CACHE_MAXSIZE": "10000"}
     stored_models = (ObjectiveDefinition,)
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
@@ -162,7 +191,7 @@ class GoalApplication(ServiceApplication):
             REPLAY_EVENTS.inc(self.catalogue.position)
         # Follow every commit, commands and consumed scores alike, so the catalogue never
         # lags the log (its position is a metric: a stalled projection raises an alert).
-        self.on_recorded(lambda _: self.catalogue.catch_up(self))
+        self.on_recorded(lambda recordings: self.catalogue.follow(self, recordings))
 
     # -- commands ---------------------------------------------------------------------------
 

@@ -59,21 +59,34 @@ def integration_event(domain_event: Any, position: int) -> Envelope | None:
 
 class ScoreNotes:
     """Keeps the latest published scores of each objective (from ``alignment.events``) so
-    that ``GET /objectives/{id}`` shows them; other alignment events are not for us."""
+    that ``GET /objectives/{id}`` shows them; other alignment events are not for us.
+
+    Only the latest score of each objective and key result in a batch is noted: the ones
+    before it would be replaced within the same transaction."""
 
     def apply(self, event: Envelope, unit: UnitOfWork) -> None:
+        latest: dict[tuple[str, str | None], Envelope] = unit.scratch.setdefault("latest", {})
         if isinstance(event, ObjectiveScored):
-            scores = self._scores(unit, event.payload.objective_id)
-            scores.note_objective(event.payload.model_dump(mode="json"))
+            subject: tuple[str, str | None] = (event.payload.objective_id, None)
         elif isinstance(event, KeyResultScored):
-            scores = self._scores(unit, event.payload.objective_id)
-            scores.note_key_result(
-                event.payload.key_result_id,
-                event.payload.model_dump(mode="json", exclude={"lineage"}),
-            )
+            subject = (event.payload.objective_id, event.payload.key_result_id)
+        else:
+            return
+        if subject not in latest or latest[subject].position < event.position:
+            latest[subject] = event
 
     def finish(self, unit: UnitOfWork) -> None:
-        pass  # every score is noted as it comes
+        latest: dict[tuple[str, str | None], Envelope] = unit.scratch.get("latest", {})
+        for (objective_id, key_result_id), event in sorted(
+            latest.items(), key=lambda item: item[1].position
+        ):
+            scores = self._scores(unit, objective_id)
+            if isinstance(event, ObjectiveScored):
+                scores.note_objective(event.payload.model_dump(mode="json"))
+            elif isinstance(event, KeyResultScored) and key_result_id is not None:
+                scores.note_key_result(
+                    key_result_id, event.payload.model_dump(mode="json", exclude={"lineage"})
+                )
 
     @staticmethod
     def _scores(unit: UnitOfWork, objective_id: str) -> ObjectiveScores:

@@ -14,7 +14,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar, Literal
 from uuid import UUID
 
-from eventsourcing.application import ProcessingEvent
 from eventsourcing.persistence import Recording
 from eventsourcing.utils import get_topic
 from prometheus_client import Counter, Gauge
@@ -33,7 +32,7 @@ from services.metrics.domain import (
 )
 from services.shared.errors import NotFound, RuleViolation, Violation
 from services.shared.history import changes
-from services.shared.store import ServiceApplication
+from services.shared.store import ServiceApplication, processing_event
 from services.shared.telemetry import REPLAY_EVENTS, replaying
 
 READINGS = Counter(
@@ -215,8 +214,7 @@ class MetricsApplication(ServiceApplication):
                     keys.append(pair)
                     outcomes[index] = _outcome(index, reading, "recorded")
             if touched:
-                processing: ProcessingEvent[UUID] = ProcessingEvent()
-                processing.collect_events(*touched.values())
+                processing = processing_event(touched.values())
                 try:
                     recordings = self.record_batch(processing, idempotency_keys=keys)
                 except Exception:

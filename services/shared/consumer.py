@@ -24,7 +24,7 @@ from eventsourcing.persistence import IntegrityError, Tracking
 
 from contracts import Envelope, InvalidEvent, parse_event
 from services.shared.dlq import ConsumedRecord, DeadLetters
-from services.shared.store import ServiceApplication
+from services.shared.store import ServiceApplication, processing_event
 from services.shared.telemetry import LAST_PROCESSED, MESSAGES_APPLIED
 
 log = logging.getLogger(__name__)
@@ -57,9 +57,7 @@ class UnitOfWork:
         self._aggregates[aggregate.id] = aggregate
 
     def processing_event(self) -> ProcessingEvent[UUID]:
-        processing: ProcessingEvent[UUID] = ProcessingEvent()
-        processing.collect_events(*self._aggregates.values())
-        return processing
+        return processing_event(self._aggregates.values())
 
 
 class Policy(Protocol):

@@ -104,3 +104,18 @@ def is_stagnant(
     if before:
         values.append(before[-1][3])  # the value in force when the window began
     return max(values) - min(values) < tolerance * scale
+
+
+def stagnation_holds_until(
+    streak: UnhealthyStreak | None, now: datetime, window: timedelta
+) -> datetime | None:
+    """The first instant after ``now`` at which ``is_stagnant`` may answer otherwise for the
+    same streak, or None if it never will: time changes the answer only when the streak
+    becomes as long as the window, or when a bucket leaves the window."""
+    if streak is None:
+        return None
+    changes = [streak.since + window] + [
+        start + STREAK_BUCKET + window for start, *_ in streak.buckets
+    ]
+    later = [instant for instant in changes if instant > now]
+    return min(later) if later else None

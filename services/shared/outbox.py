@@ -21,6 +21,7 @@ import contextlib
 import json
 import logging
 import threading
+import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from typing import Any
@@ -45,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: Most committed events held in memory for the relay; beyond, it reads them from the store.
 MAX_HELD = 50_000
+#: How often a busy relay records its position and announces the chain head.
+CHECKPOINT_SECONDS = 1.0
 
 #: Turns one stored domain event (and its log position) into the integration event to publish,
 #: or None for an event that stays internal to the service.
@@ -190,6 +193,10 @@ class OutboxRelay:
         self.position = 0
         #: The highest position recorded as published in the store.
         self._recorded = 0
+        #: The position whose chain head was last published, and when the next checkpoint
+        #: is due while busy.
+        self._announced = 0
+        self._checkpoint_due = 0.0
 
     def wake_up(self, recordings: Sequence[Recording[UUID]]) -> None:
         """Called from any thread after a commit, so publishing starts at once, with the
@@ -313,6 +320,7 @@ class OutboxRelay:
             self._application.tracking_recorder.max_tracking_id, self._tracking_name
         )
         recorded = self._recorded = recorded or 0
+        self._announced = 0  # the broker may have lost the heads too: announce again
         tail = await published_tail_position(self._client_options, self._topic) or 0
         if tail >= recorded:
             return recorded
@@ -361,25 +369,33 @@ class OutboxRelay:
         """Publish the next batch of stored events; returns how many log positions it moved
         past (internal events move the position without a message)."""
         last, messages = await asyncio.to_thread(self._prepare)
-        if last == self.position:
-            await self._report_backlog()
-            return 0
         confirmations = [
             await producer.send(self._topic, value, key=key, headers=headers)
             for key, value, headers in messages
         ]
         await asyncio.gather(*confirmations)
-        await self._publish_head(producer, last)
-        if last > self._recorded:  # a republished stretch was recorded before
-            await asyncio.to_thread(
-                self._application.tracking_recorder.insert_tracking,
-                Tracking(self._tracking_name, last),
-            )
-            self._recorded = last
         advanced, self.position = last - self.position, last
         OUTBOX_PUBLISHED.labels(self._topic).inc(len(messages))
+        if time.monotonic() >= self._checkpoint_due:
+            await self._checkpoint(producer)
         await self._report_backlog()
         return advanced
+
+    async def _checkpoint(self, producer: AIOKafkaProducer) -> None:
+        """Record in the store how far the relay got, and announce the chain head there, at
+        most once a second (an idle relay looks every ``poll_seconds``). Each costs store
+        round trips, which for a trickle of small batches were most of the relay's work; a
+        crash republishes the events published since the last record, as it always could."""
+        self._checkpoint_due = time.monotonic() + CHECKPOINT_SECONDS
+        if self.position != self._announced:
+            await self._publish_head(producer, self.position)
+            self._announced = self.position
+        if self.position > self._recorded:  # a republished stretch was recorded before
+            await asyncio.to_thread(
+                self._application.tracking_recorder.insert_tracking,
+                Tracking(self._tracking_name, self.position),
+            )
+            self._recorded = self.position
 
     async def _publish_head(self, producer: AIOKafkaProducer, position: int) -> None:
         """Publish where the tamper-evident chain stands, so that removing events from the end

@@ -54,6 +54,10 @@ async def _raw_body(message: StreamMessage[Any]) -> Any:
     return message.body
 
 
+#: How long a consumer waits before polling again after a small batch.
+CONSUMER_LINGER_SECONDS = 0.05
+
+
 def settle_heap() -> None:
     """Tune the cyclic garbage collector for a service whose state is loaded: that state lives
     as long as the process, so it is frozen out of the collector's generations, and young
@@ -123,6 +127,7 @@ class ServiceRuntime:
         with tracking records or idempotency keys stored with their effects.
         """
         failures = self._failures
+        linger_below = max(self.settings.consumer_max_records // 20, 1)
         for name in topics:
             declare_consumed(name)
         topic = ",".join(topics)  # names the subscription in logs and metric labels
@@ -153,6 +158,12 @@ class ServiceRuntime:
             failures[topic] = 0
             BATCH_SIZE.labels(topic).observe(len(records))
             report_lag(message.consumer, records)
+            if len(records) < linger_below:
+                # A trickle: let the next batch gather for a moment. Every batch costs a
+                # commit and a settling of the service's state whatever its size, and a
+                # stream of tiny batches cost more than the records in them. (Kafka's
+                # fetch.min.bytes would do this in the broker; not every broker honours it.)
+                await asyncio.sleep(CONSUMER_LINGER_SECONDS)
 
     def every(self, seconds: float, work: Callable[[], object], name: str) -> None:
         """Run blocking ``work`` in a worker thread every ``seconds`` while the service runs;

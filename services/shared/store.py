@@ -8,12 +8,13 @@ The adapter (SQLite or PostgreSQL) is chosen by configuration, as ``eventsourcin
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import JSONTranscoder, Recording, Tracking, Transcoding
 from pydantic import BaseModel
 
@@ -76,6 +77,17 @@ def store_environment(settings: Settings) -> dict[str, str]:
         "POSTGRES_LOCK_TIMEOUT": "10",
         "PROCESS_RECORDER_TOPIC": _topic(BatchTrackingPostgresRecorder),
     }
+
+
+def processing_event(aggregates: Iterable[Aggregate]) -> ProcessingEvent[UUID]:
+    """The pending events of ``aggregates``, to store in one transaction. What the library's
+    ``ProcessingEvent.collect_events`` does for aggregates, without its runtime protocol
+    checks (two ``isinstance`` against protocols per aggregate: a tenth of a small batch)."""
+    processing: ProcessingEvent[UUID] = ProcessingEvent()
+    for aggregate in aggregates:
+        processing.events.extend(aggregate.collect_events())
+        processing.aggregates[aggregate.id] = aggregate
+    return processing
 
 
 #: Called after each commit, in the committing thread, with what it stored.

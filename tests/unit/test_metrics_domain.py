@@ -25,6 +25,7 @@ from services.metrics.domain import (
     meets,
     parse_interval,
 )
+from services.shared.kpi_health import stagnation_holds_until
 
 HIGHER = Direction.higher_is_better
 LOWER = Direction.lower_is_better
@@ -265,6 +266,39 @@ def test_a_healthy_value_resets_the_streak() -> None:
     assert restarted.since == T0 + timedelta(days=21)
     assert not is_stagnant(restarted, T0 + timedelta(days=30), WINDOW, TOLERANCE, 15.0)
     assert not is_stagnant(None, T0 + timedelta(days=365), WINDOW, TOLERANCE, 15.0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    values=st.lists(st.floats(0, 30), min_size=1, max_size=60),
+    spacing_hours=st.integers(1, 48),
+    looked_after_hours=st.integers(0, 2000),
+    later_fractions=st.lists(st.floats(0, 1, exclude_max=True), min_size=1, max_size=5),
+)
+def test_stagnation_holds_its_answer_until_the_instant_it_names(
+    values: list[float],
+    spacing_hours: int,
+    looked_after_hours: int,
+    later_fractions: list[float],
+) -> None:
+    streak: UnhealthyStreak | None = None
+    for n, value in enumerate(values):
+        observed = T0 + timedelta(hours=n * spacing_hours)
+        streak = extend_streak(streak, Health.unhealthy, value, observed)
+    now = T0 + timedelta(hours=looked_after_hours)
+    answer = is_stagnant(streak, now, WINDOW, TOLERANCE, 15.0)
+
+    until = stagnation_holds_until(streak, now, WINDOW)
+
+    horizon = until or now + 10 * WINDOW
+    assert horizon > now
+    for fraction in later_fractions:
+        later = now + (horizon - now) * fraction
+        assert is_stagnant(streak, later, WINDOW, TOLERANCE, 15.0) == answer
+
+
+def test_stagnation_of_no_streak_never_changes() -> None:
+    assert stagnation_holds_until(None, T0, WINDOW) is None
 
 
 # -- intervals and units ----------------------------------------------------------------------
