@@ -7,7 +7,9 @@ after a crash it resumes from there and may publish some events again. Those cop
 their ``event_id`` and ``position``; consumers drop them by position.
 
 If the broker lost the topic's data (its tail is behind what the relay recorded), the relay
-republishes from the broker's tail, so Kafka can always be rebuilt from the stores.
+republishes from the broker's tail, so Kafka can always be rebuilt from the stores; if it
+acknowledges an offset it acknowledged before (it was wiped and took new messages since),
+the relay republishes the whole log.
 
 Several instances of a service may share one store (scale-out on PostgreSQL): a lease on the
 store lets only one of them relay at a time; the others stand by and take over when its
@@ -28,6 +30,7 @@ from typing import Any
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import RecordMetadata
 from eventsourcing.persistence import Recording, Tracking
 
 from contracts import ContractModel, Envelope, stable_event_id
@@ -157,6 +160,10 @@ async def published_tail_position(client_options: dict[str, Any], topic: str) ->
         await consumer.stop()
 
 
+class BrokerLostData(RuntimeError):
+    """The broker acknowledged an offset it had acknowledged before."""
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -197,6 +204,10 @@ class OutboxRelay:
         #: is due while busy.
         self._announced = 0
         self._checkpoint_due = 0.0
+        #: The highest offset the broker acknowledged per partition of the topic, and whether
+        #: it gave one again (it lost data).
+        self._offsets: dict[int, int] = {}
+        self._lost_data = False
 
     def wake_up(self, recordings: Sequence[Recording[UUID]]) -> None:
         """Called from any thread after a commit, so publishing starts at once, with the
@@ -321,6 +332,11 @@ class OutboxRelay:
         )
         recorded = self._recorded = recorded or 0
         self._announced = 0  # the broker may have lost the heads too: announce again
+        self._offsets.clear()  # a new producer, perhaps a new broker: offsets from now on
+        if self._lost_data:
+            self._lost_data = False
+            log.warning("%s lost messages it had acknowledged: republishing all", self._topic)
+            return 0
         tail = await published_tail_position(self._client_options, self._topic) or 0
         if tail >= recorded:
             return recorded
@@ -373,13 +389,26 @@ class OutboxRelay:
             await producer.send(self._topic, value, key=key, headers=headers)
             for key, value, headers in messages
         ]
-        await asyncio.gather(*confirmations)
+        self._check_offsets(await asyncio.gather(*confirmations))
         advanced, self.position = last - self.position, last
         OUTBOX_PUBLISHED.labels(self._topic).inc(len(messages))
         if time.monotonic() >= self._checkpoint_due:
             await self._checkpoint(producer)
         await self._report_backlog()
         return advanced
+
+    def _check_offsets(self, acknowledged: Sequence[RecordMetadata]) -> None:
+        """Offsets only grow in a partition: one the broker gives again means it lost what it
+        had acknowledged (its data was wiped), though it took the new messages without a
+        complaint. Everything is published again then, from the start of the log."""
+        for metadata in acknowledged:
+            if metadata.offset <= self._offsets.get(metadata.partition, -1):
+                self._lost_data = True
+                raise BrokerLostData(
+                    f"{self._topic}[{metadata.partition}] acknowledged offset {metadata.offset} "
+                    f"again, after {self._offsets[metadata.partition]}"
+                )
+            self._offsets[metadata.partition] = metadata.offset
 
     async def _checkpoint(self, producer: AIOKafkaProducer) -> None:
         """Record in the store how far the relay got, and announce the chain head there, at
@@ -404,9 +433,12 @@ class OutboxRelay:
         if chained is None:
             return
         head = {"producer": self._application.name, "position": position, "hash": chained}
-        await producer.send(
+        delivery = await producer.send(
             AUDIT_HEADS, json.dumps(head).encode(), key=self._application.name.encode()
         )
+        # Awaited: a broker that refuses the head (it lost the producer's state) has lost
+        # data, and the relay must start over and look, not go on.
+        await delivery
 
     async def _report_backlog(self) -> None:
         head = await asyncio.to_thread(self._application.max_position)

@@ -19,6 +19,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
 from prometheus_client import REGISTRY
 
+from services.shared import long_poll
 from services.shared.consumer import BatchHandler, Policy, TrackedConsumer
 from services.shared.dlq import DeadLetters
 from services.shared.outbox import OutboxRelay, Translator
@@ -54,8 +55,11 @@ async def _raw_body(message: StreamMessage[Any]) -> Any:
     return message.body
 
 
-#: How long a consumer waits before polling again after a small batch.
-CONSUMER_LINGER_SECONDS = 0.05
+#: How long a consumer waits before polling again after a small batch. At a steady 1,000
+#: readings/s on the development machine: no wait gave the metrics service 75 batches a
+#: second (49% of a core), 50 ms gave 12 (26%) but doubled the latency, 15 ms gave 32 (33%)
+#: and the lowest latency of the three.
+CONSUMER_LINGER_SECONDS = 0.015
 
 
 def settle_heap() -> None:
@@ -79,6 +83,7 @@ class ServiceRuntime:
         an integration event; None for a process that only consumes."""
         self.settings = settings
         self.application = application
+        long_poll.install()  # before FastStream and the relay make their consumers
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             client_id=f"okr-{settings.service}",

@@ -45,6 +45,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, KPI_READINGS, METRICS_EVENTS
+from services.shared import long_poll
 from services.shared.broker import TOPIC_PARTITIONS, EmbeddedBroker, ensure_topics
 from tests.support import ServiceProcess, free_port, wait_for
 
@@ -796,6 +797,7 @@ def machine() -> dict[str, Any]:
 
 
 def main() -> None:
+    long_poll.install()  # the bench's own consumers, like the services', do not spin
     scale = float(os.environ.get("BENCH_SCALE", "1"))
     count = max(int(FULL_RUN_READINGS * scale), KPI_COUNT)
     say(

@@ -23,6 +23,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from services.shared import long_poll
 from tests.faults import checks
 from tests.faults.journal import Finding, Journal
 from tests.faults.stack import SERVICES, Stack
@@ -397,6 +398,7 @@ def main(
     ] = 300.0,
 ) -> None:
     """Run the fault suite; exits 1 when a check fails."""
+    long_poll.install()  # the driver's own consumers, like the services', do not spin
     options = Options(
         readings=readings,
         objective_changes=objective_changes,

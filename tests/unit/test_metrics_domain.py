@@ -293,7 +293,8 @@ def test_stagnation_holds_its_answer_until_the_instant_it_names(
     horizon = until or now + 10 * WINDOW
     assert horizon > now
     for fraction in later_fractions:
-        later = now + (horizon - now) * fraction
+        # Short of the horizon: a timedelta times a fraction rounds to whole microseconds.
+        later = min(now + (horizon - now) * fraction, horizon - timedelta(microseconds=1))
         assert is_stagnant(streak, later, WINDOW, TOLERANCE, 15.0) == answer
 
 
