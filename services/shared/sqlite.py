@@ -109,8 +109,14 @@ class BatchTrackingSQLiteRecorder(BatchTrackingRecorder, SQLiteProcessRecorder):
             chunk = pairs[start : start + CHUNK]
             rows = ",".join("(?,?)" for _ in chunk)
             with self.datastore.transaction(commit=False) as c:
-                statement = "SELECT scope, key FROM idempotency_keys WHERE (scope, key) IN "
-                c.execute(f"{statement}(VALUES {rows})", [part for pair in chunk for part in pair])
+                # A subquery, not a bare VALUES list: SQLite searches the primary key for the
+                # former and scans the whole table for the latter (the ingest slowed as the
+                # table grew: 55 -> 102 us per reading from 100,000 to 600,000 readings).
+                statement = (
+                    "SELECT scope, key FROM idempotency_keys WHERE (scope, key) IN "
+                    f"(SELECT column1, column2 FROM (VALUES {rows}))"
+                )
+                c.execute(statement, [part for pair in chunk for part in pair])
                 found.update((scope, key) for scope, key in c.fetchall())
         return found
 

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.application import Application, ProcessingEvent
+from eventsourcing.application import Application, ProcessingEvent, Repository
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import JSONTranscoder, Recording, Tracking, Transcoding
 from pydantic import BaseModel
@@ -90,6 +90,35 @@ def processing_event(aggregates: Iterable[Aggregate]) -> ProcessingEvent[UUID]:
     return processing
 
 
+def project(aggregate: Any, domain_events: Iterable[Any]) -> Any:
+    """Apply ``domain_events`` in turn: the library's ``project_aggregate`` without its
+    runtime protocol check of every event (a fifth of a replay's time)."""
+    for domain_event in domain_events:
+        aggregate = domain_event.mutate(aggregate)
+    return aggregate
+
+
+class ServiceRepository(Repository[UUID]):
+    """The library's repository, replaying with ``project`` unless told otherwise."""
+
+    def get(
+        self,
+        aggregate_id: UUID,
+        *,
+        version: int | None = None,
+        projector_func: Any = project,
+        fastforward_skipping: bool = False,
+        deepcopy_from_cache: bool = True,
+    ) -> Any:
+        return super().get(
+            aggregate_id,
+            version=version,
+            projector_func=projector_func,
+            fastforward_skipping=fastforward_skipping,
+            deepcopy_from_cache=deepcopy_from_cache,
+        )
+
+
 #: Called after each commit, in the committing thread, with what it stored.
 Listener = Callable[[Sequence[Recording[UUID]]], None]
 
@@ -121,6 +150,18 @@ class ServiceApplication(Application[UUID]):
 
     def construct_recorder(self) -> Any:
         return self.factory.process_recorder()
+
+    def construct_repository(self) -> Repository[UUID]:
+        library = super().construct_repository()  # configured from the environment
+        return ServiceRepository(
+            event_store=library.event_store,
+            snapshot_store=library.snapshot_store,
+            # No cache, a bounded one, or (0) an unbounded one, as configured.
+            cache_maxsize=None if library.cache is None else getattr(library.cache, "maxsize", 0),
+            fastforward=library.fastforward,
+            fastforward_skipping=library.fastforward_skipping,
+            deepcopy_from_cache=library.deepcopy_from_cache,
+        )
 
     @property
     def tracking_recorder(self) -> BatchTrackingRecorder:
