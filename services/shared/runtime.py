@@ -65,11 +65,13 @@ CONSUMER_LINGER_SECONDS = 0.015
 def settle_heap() -> None:
     """Tune the cyclic garbage collector for a service whose state is loaded: that state lives
     as long as the process, so it is frozen out of the collector's generations, and young
-    collections are made rarer. Otherwise the collector rescans the state while batches
-    allocate: up to a fifth of a batch's time, measured with ``tests.bench.inprocess``."""
+    collections are made rarer (the older ones keep their default ratios, so cyclic garbage
+    is still collected every few million allocations). Otherwise the collector rescans the
+    state while batches allocate: up to a fifth of a batch's time, measured with
+    ``tests.bench.inprocess``."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 20, 100)
+    gc.set_threshold(50_000, 10, 10)
 
 
 class ServiceRuntime:

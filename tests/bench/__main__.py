@@ -60,9 +60,9 @@ KEY_RESULTS_PER_OBJECTIVE = KPI_COUNT // OBJECTIVE_COUNT
 COMPANY_OBJECTIVES = 20
 AGGREGATIONS = ("latest", "sum", "avg", "max", "count")
 #: Minutes a run takes on the 2-core development machine: fixed part + per million readings
-#: (runs at BENCH_SCALE 0.05 and 0.3 with other work on the machine, 2026-11-22: 4.6 and 17.4
-#: min). Stages take N over their rates, so faster services shorten it.
-MINUTES_FIXED, MINUTES_PER_MILLION = 2.0, 51.0
+#: (runs at BENCH_SCALE 0.1 and 1, 2026-11-24: 3.0 and 12 min). Stages take N over their
+#: rates, so faster services shorten it.
+MINUTES_FIXED, MINUTES_PER_MILLION = 1.5, 10.5
 #: Readings are observed from here, one second apart: the whole run stays inside 2026 and
 #: in the past, whatever the scale up to about 5.
 OBSERVED_FROM = datetime(2026, 3, 1, tzinfo=UTC)
