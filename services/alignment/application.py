@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
-from eventsourcing.persistence import Recording, Tracking
+from eventsourcing.persistence import Recording
 from eventsourcing.utils import get_topic
 
 from contracts import (
@@ -103,13 +103,9 @@ class AlignmentApplication(ServiceApplication):
                 return
             position = page[-1].id
 
-    def record_batch(
-        self,
-        processing: ProcessingEvent[UUID],
-        trackings: Sequence[Tracking] = (),
-        idempotency_keys: Sequence[tuple[str, str]] = (),
-    ) -> list[Recording[UUID]]:
-        recordings = super().record_batch(processing, trackings, idempotency_keys)
+    def _record(self, processing: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+        # Where the library puts committed aggregates in its cache: the index follows.
+        recordings = super()._record(processing)
         for aggregate in processing.aggregates.values():
             if isinstance(aggregate, ObjectiveTrack):
                 self._committed_tracks[aggregate.objective_id] = aggregate

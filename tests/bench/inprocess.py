@@ -2,15 +2,15 @@
 reading goes, stage by stage. ``make bench`` gives the figures of the issue; this gives the
 figures to compare before and after a change to the code on those paths, and a profile.
 
-    python -m tests.bench.inprocess [--readings N] [--profile metrics|alignment|relay]
+    python -m tests.bench.inprocess [--readings N] [--batch N] [--profile metrics|alignment]
 
 Stages, each on its own SQLite store in a scratch directory:
 
 - metrics parse: raw ``kpi.readings`` bytes to ``KPIReading`` (the consumer's decoding);
-- metrics record: batches of 2,000 readings recorded (events, idempotency keys, chain);
+- metrics record: batches of readings recorded (events, idempotency keys, chain);
 - metrics relay: stored ``KPIRecorded`` events to message bytes (the outbox's encoding);
-- alignment apply: the goal and metrics messages parsed and applied in consumer batches of
-  2,000 (policy, scoring, gaps, commit), as the alignment service's consumer does;
+- alignment apply: the goal and metrics messages parsed and applied in consumer batches
+  (``--batch``; policy, scoring, gaps, commit), as the alignment service's consumer does;
 - alignment relay: its stored events to message bytes.
 
 The bench setup is used (1,000 KPIs, 200 objectives with five KPI key results each).
@@ -51,7 +51,6 @@ from tests.bench.__main__ import (
     reading,
 )
 
-BATCH = int(__import__("os").environ.get("INPROCESS_BATCH", "2000"))
 A = TypeVar("A", bound=ServiceApplication)
 
 
@@ -116,7 +115,7 @@ def stored_messages(
         after = page[-1].id
 
 
-def metrics_stages(root: Path, count: int, watch: Stopwatch) -> list[Record]:
+def metrics_stages(root: Path, count: int, batch: int, watch: Stopwatch) -> list[Record]:
     metrics = application(MetricsApplication, root, "metrics")
     for n in range(KPI_COUNT):
         command = KPICommand(name=f"KPI {n}", direction="higher_is_better", target=900.0)
@@ -127,8 +126,8 @@ def metrics_stages(root: Path, count: int, watch: Stopwatch) -> list[Record]:
     )
     raw = [json.dumps(reading(n)).encode() for n in range(count)]
     settle_heap()
-    for start in range(0, count, BATCH):
-        chunk = raw[start : start + BATCH]
+    for start in range(0, count, batch):
+        chunk = raw[start : start + batch]
         with watch.stage("metrics parse", len(chunk)):
             readings = [parse_reading(value) for value in chunk]
         with watch.stage("metrics record", len(chunk)):
@@ -154,7 +153,7 @@ def goal_messages(root: Path) -> list[Record]:
     return stored_messages(goal, GOAL_EVENTS, goal_message)
 
 
-def alignment_stages(root: Path, messages: Sequence[Record], watch: Stopwatch) -> None:
+def alignment_stages(root: Path, messages: Sequence[Record], batch: int, watch: Stopwatch) -> None:
     alignment = application(AlignmentApplication, root, "alignment")
     held: list[tuple[int, Any]] = []
     alignment.on_recorded(
@@ -162,8 +161,8 @@ def alignment_stages(root: Path, messages: Sequence[Record], watch: Stopwatch) -
     )
     settle_heap()  # as the service does once its state is loaded
     consumer = TrackedConsumer(alignment, AlignmentPolicy(alignment), dead_letters=None)  # type: ignore[arg-type]
-    for start in range(0, len(messages), BATCH):
-        chunk = messages[start : start + BATCH]
+    for start in range(0, len(messages), batch):
+        chunk = messages[start : start + batch]
         with watch.stage("alignment parse", len(chunk)):
             parsed: list[tuple[Any, Envelope]] = [
                 (record, parse_event(record.value or b"", event_type_header(record)))
@@ -182,18 +181,19 @@ def alignment_stages(root: Path, messages: Sequence[Record], watch: Stopwatch) -
         held.clear()
 
 
-def main() -> None:
+def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--readings", type=int, default=20_000)
     parser.add_argument("--profile", choices=["metrics", "alignment"], default=None)
+    parser.add_argument("--batch", type=int, default=2000, help="records per consumed batch")
     parser.add_argument("--top", type=int, default=30)
-    arguments = parser.parse_args()
+    arguments = parser.parse_args(argv)
     watch = Stopwatch(arguments.profile)
     with tempfile.TemporaryDirectory(prefix="okr-inprocess-") as scratch:
         root = Path(scratch)
-        metrics = metrics_stages(root, arguments.readings, watch)
+        metrics = metrics_stages(root, arguments.readings, arguments.batch, watch)
         records = goal_messages(root) + metrics
-        alignment_stages(root, records, watch)
+        alignment_stages(root, records, arguments.batch, watch)
     print(
         f"{arguments.readings:,} readings; {watch.items.get('alignment stored', 0):,} events "
         "stored by alignment"
