@@ -25,7 +25,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
@@ -158,6 +158,27 @@ async def published_tail_position(client_options: dict[str, Any], topic: str) ->
         return highest
     finally:
         await consumer.stop()
+
+
+#: A Kafka message as the relay sends it: key, value and headers.
+Message = tuple[bytes, bytes, list[tuple[str, bytes]]]
+
+
+def encode_messages(events: Iterable[tuple[int, Any]], translate: Translator) -> list[Message]:
+    """The messages of stored (position, domain event) pairs; internal events have none."""
+    messages = []
+    for position, domain_event in events:
+        envelope = translate(domain_event, position)
+        if envelope is None:
+            continue
+        headers = [
+            ("event_type", envelope.event_type.encode()),
+            ("schema_version", str(envelope.schema_version).encode()),
+            ("producer", envelope.producer.encode()),
+            ("content-type", b"application/json"),
+        ]
+        messages.append((envelope.key(), envelope.to_json(), headers))
+    return messages
 
 
 class BrokerLostData(RuntimeError):
@@ -363,22 +384,11 @@ class OutboxRelay:
             after = page[-1][0]
         return False
 
-    def _prepare(self) -> tuple[int, list[tuple[bytes, bytes, list[tuple[str, bytes]]]]]:
+    def _prepare(self) -> tuple[int, list[Message]]:
         """Read the next stored events and encode them (in a worker thread: this is CPU work
         the event loop need not wait for). Returns the last position read and the messages."""
         events = self._next_events()
-        messages = []
-        for position, domain_event in events:
-            envelope = self._translate(domain_event, position)
-            if envelope is None:
-                continue
-            headers = [
-                ("event_type", envelope.event_type.encode()),
-                ("schema_version", str(envelope.schema_version).encode()),
-                ("producer", envelope.producer.encode()),
-                ("content-type", b"application/json"),
-            ]
-            messages.append((envelope.key(), envelope.to_json(), headers))
+        messages = encode_messages(events, self._translate)
         return (events[-1][0] if events else self.position), messages
 
     async def publish_pending(self, producer: AIOKafkaProducer) -> int:

