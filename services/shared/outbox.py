@@ -26,7 +26,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Any
+from typing import Any, Literal
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -195,6 +195,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_seconds: float = 1.0,
         idempotence: bool = True,
+        compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = None,
     ) -> None:
         self._application = application
         self._topic = topic
@@ -203,6 +204,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._poll_seconds = poll_seconds
         self._idempotence = idempotence
+        self._compression = compression
         self._tracking_name = OUTBOX_TRACKING_PREFIX + topic
         for series in (
             OUTBOX_ACTIVE,
@@ -305,6 +307,7 @@ class OutboxRelay:
             acks="all",
             linger_ms=5,
             max_batch_size=512 * 1024,
+            compression_type=self._compression,
             **self._client_options,
         )
         await producer.start()

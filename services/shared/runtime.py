@@ -91,6 +91,7 @@ class ServiceRuntime:
             client_id=f"okr-{settings.service}",
             enable_idempotence=settings.kafka_idempotence,
             acks="all",
+            compression_type=settings.kafka_compression_type(),
             security=settings.kafka_security(),
             middlewares=[
                 KafkaPrometheusMiddleware(
@@ -112,6 +113,7 @@ class ServiceRuntime:
                 batch_size=settings.outbox_batch_size,
                 poll_seconds=settings.outbox_poll_seconds,
                 idempotence=settings.kafka_idempotence,
+                compression=settings.kafka_compression_type(),
             )
         self.dead_letters = DeadLetters(self.broker, settings.consumer_group)
         self._tasks: list[asyncio.Task[None]] = []

@@ -47,6 +47,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, KPI_READINGS, METRICS_EVENTS
 from services.shared import long_poll
 from services.shared.broker import TOPIC_PARTITIONS, EmbeddedBroker, ensure_topics
+from services.shared.settings import Settings
 from tests.support import ServiceProcess, free_port, wait_for
 
 RESULTS = Path("var/bench/results.json")
@@ -69,6 +70,9 @@ OBSERVED_FROM = datetime(2026, 3, 1, tzinfo=UTC)
 #: Long waits (a stage at scale 1 on a slow machine) fail only after this.
 PATIENCE = 4 * 3600.0
 MB = 1_000_000
+#: The bench's producers (readings from outside, the pass-through) compress as the services'
+#: do (``OKR_KAFKA_COMPRESSION``), so that the limit and the services pay the same.
+COMPRESSION = Settings().kafka_compression_type()
 
 
 @dataclass
@@ -169,7 +173,12 @@ def peak_rss_bytes(service: ServiceProcess) -> int:
 
 async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> float:
     """Produce everything; returns when the first message was sent (monotonic)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        compression_type=COMPRESSION,
+    )
     await producer.start()
     try:
         began = time.monotonic()
@@ -279,7 +288,12 @@ async def pass_through(bootstrap: str, count: int) -> float:
         auto_offset_reset="earliest",
         max_poll_records=2000,
     )
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, max_batch_size=256 * 1024)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=5,
+        max_batch_size=256 * 1024,
+        compression_type=COMPRESSION,
+    )
     await consumer.start()
     await producer.start()
     try:
@@ -593,7 +607,9 @@ async def steady_latency(bootstrap: str, probe_url: str, first: int, seconds: fl
     number) is sent, and its latency is the time until the probe key result shows that value
     (or a later one: the probe's readings are in order, so a later value means it was
     applied)."""
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap, linger_ms=2, compression_type=COMPRESSION
+    )
     await producer.start()
     sent: dict[int, float] = {}
     latencies: list[float] = []
