@@ -618,8 +618,13 @@ def sre_overview() -> Json:
                     f"max by (job) (okr_replay_events_total{{{JOB}}})",
                     "events replayed at start {{job}}",
                 ),
+                Target(
+                    f"max by (job) (okr_replay_duration_seconds{{{JOB}}})",
+                    "seconds the replay took {{job}}",
+                ),
             ],
-            description="Replay flag (1 while rebuilding) and events replayed since start.",
+            description="Replay flag (1 while rebuilding), events replayed since start and "
+            "how long that took.",
         ),
         timeseries(
             "Request duration p99 by route",

@@ -114,9 +114,11 @@ class ObjectiveCatalogue:
         self.definitions: dict[str, ObjectiveDefinition] = {}
         self._lock = threading.Lock()
 
-    def catch_up(self, application: ServiceApplication, page: int = 1000) -> None:
+    def catch_up(self, application: ServiceApplication, page: int = 1000) -> int:
         """Read the objective events stored since the last look (the log's other events,
-        the scores noted from the alignment service, are skipped unread)."""
+        the scores noted from the alignment service, are skipped unread); returns how many
+        were read."""
+        read = 0
         with self._lock:
             head = application.max_position()
             while self.position < head:
@@ -125,8 +127,10 @@ class ObjectiveCatalogue:
                 )
                 for notification in notifications:
                     self._apply(application.mapper.to_domain_event(notification))
+                read += len(notifications)
                 self.position = notifications[-1].id if len(notifications) == page else head
             PROJECTION_POSITION.labels("catalogue").set(self.position)
+        return read
 
     def follow(
         self, application: ServiceApplication, recordings: Sequence[Recording[UUID]]
@@ -187,8 +191,7 @@ class GoalApplication(ServiceApplication):
         super().__init__(env)
         self.catalogue = ObjectiveCatalogue()
         with replaying():
-            self.catalogue.catch_up(self)
-            REPLAY_EVENTS.inc(self.catalogue.position)
+            REPLAY_EVENTS.inc(self.catalogue.catch_up(self))
         # Follow every commit, commands and consumed scores alike, so the catalogue never
         # lags the log (its position is a metric: a stalled projection raises an alert).
         self.on_recorded(lambda recordings: self.catalogue.follow(self, recordings))

@@ -6,6 +6,7 @@ One process runs one service, so the default registry holds one service's metric
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -73,6 +74,9 @@ REPLAY_IN_PROGRESS = Gauge(
     "okr_replay_in_progress", "1 while the service rebuilds its state from its log at start."
 )
 REPLAY_EVENTS = Counter("okr_replay_events_total", "Events replayed from the log at start.")
+REPLAY_DURATION = Gauge(
+    "okr_replay_duration_seconds", "How long the start-up rebuild of the state from the log took."
+)
 PROJECTION_POSITION = Gauge(
     "okr_projection_position", "Log position a projection has caught up to.", ["projection"]
 )
@@ -93,9 +97,11 @@ HTTP_SECONDS = Histogram(
 def replaying() -> Iterator[None]:
     """Mark the start-up rebuild of a service's state from its log."""
     REPLAY_IN_PROGRESS.set(1)
+    began = time.perf_counter()
     try:
         yield
     finally:
+        REPLAY_DURATION.set(time.perf_counter() - began)
         REPLAY_IN_PROGRESS.set(0)
 
 
