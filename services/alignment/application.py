@@ -27,7 +27,7 @@ from contracts import (
     ObjectiveSet,
 )
 from services.alignment.domain import GAP_BOARD_ID, GapBoard, KPITrack, ObjectiveTrack
-from services.alignment.gaps import KPIFacts, ObjectiveFacts, detect_gaps
+from services.alignment.gaps import GapMemo, KPIFacts, ObjectiveFacts
 from services.alignment.scoring import (
     PaceThresholds,
     ReadingRef,
@@ -261,11 +261,13 @@ class AlignmentPolicy:
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         self._facts_of_objectives: dict[str, tuple[ObjectiveTrack, ObjectiveFacts]] = {}
         self._facts_of_kpis: dict[str, tuple[KPITrack, KPIFacts, datetime | None]] = {}
+        self._gaps = GapMemo()
 
     # -- facts for the gaps -----------------------------------------------------------------
     # Gaps are settled over every objective and KPI on every batch. A track changes only in
     # a batch's copy, so facts drawn from a track object stay true for as long as that object
-    # is the one in the cache: they are kept with it and reused while it is.
+    # is the one in the cache: they are kept with it and reused while it is, and so are the
+    # gaps drawn from them (``GapMemo``).
 
     def _objective_facts(self, track: ObjectiveTrack) -> ObjectiveFacts:
         kept = self._facts_of_objectives.get(track.objective_id)
@@ -691,11 +693,11 @@ class AlignmentPolicy:
         tracks = {t.objective_id: t for t in self.application.tracks()} | batch.tracks
         facts = [self._objective_facts(track) for track in tracks.values()]
         kpi_facts = []
-        for key in sorted(self.application.kpis | set(batch.kpis)):
+        for key in self.application.kpis | set(batch.kpis):
             kpi = batch.kpis.get(key) or self.application.kpi_track(key)
             if kpi is not None and kpi.definition is not None:
                 kpi_facts.append(self._kpi_facts(kpi, now))
-        gaps = detect_gaps(facts, kpi_facts, now)
+        gaps = self._gaps.detect(facts, kpi_facts, now)
         found = unit.get(GAP_BOARD_ID)
         board = found if isinstance(found, GapBoard) else GapBoard()
         opened = set(gaps) - set(board.open)

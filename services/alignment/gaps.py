@@ -56,52 +56,135 @@ def detect_gaps(
     objectives: Iterable[ObjectiveFacts], kpis: Iterable[KPIFacts], now: datetime
 ) -> dict[str, Gap]:
     """Every open gap, by gap id."""
-    found: list[Gap] = []
     active = [o for o in objectives if o.definition.status is ObjectiveStatus.active]
-    linked = {
+    linked = linked_kpis(active)
+    found = [gap for o in active for gap in objective_gaps(o)] + owner_load_gaps(active)
+    found += [gap for kpi in kpis for gap in kpi_gaps(kpi, kpi.key in linked, now)]
+    return {gap.gap_id: gap for gap in found}
+
+
+def linked_kpis(active: Iterable[ObjectiveFacts]) -> set[str]:
+    """The KPIs some active key result moves."""
+    return {
         kr.kpi
         for o in active
         for kr in o.definition.key_results
         if kr.kind is KeyResultKind.kpi and kr.kpi
     }
-    for objective in active:
-        found += objective_gaps(objective)
+
+
+def owner_load_gaps(active: Iterable[ObjectiveFacts]) -> list[Gap]:
     load = Counter(
         (o.definition.owner, o.definition.period.label) for o in active if o.definition.owner
     )
-    for (owner, period), count in load.items():
-        if count > MAX_OBJECTIVES_PER_OWNER:
-            found.append(
-                Gap(
-                    GapKind.too_many_objectives,
-                    f"{owner}@{period}",
-                    f"{owner} owns {count} active objectives in {period}: at most "
-                    f"{MAX_OBJECTIVES_PER_OWNER} keep the focus",
-                    owner,
-                    period,
-                )
+    return [
+        Gap(
+            GapKind.too_many_objectives,
+            f"{owner}@{period}",
+            f"{owner} owns {count} active objectives in {period}: at most "
+            f"{MAX_OBJECTIVES_PER_OWNER} keep the focus",
+            owner,
+            period,
+        )
+        for (owner, period), count in load.items()
+        if count > MAX_OBJECTIVES_PER_OWNER
+    ]
+
+
+def kpi_gaps(kpi: KPIFacts, linked: bool, now: datetime) -> list[Gap]:
+    found = []
+    if (kpi.health is Health.unhealthy or kpi.stagnant) and not linked:
+        state = "stagnant" if kpi.stagnant else "unhealthy"
+        found.append(
+            Gap(
+                GapKind.kpi_unaddressed,
+                kpi.key,
+                f"KPI {kpi.key} is {state} and no active key result moves it: "
+                "set an OKR to move the needle",
             )
-    for kpi in kpis:
-        if (kpi.health is Health.unhealthy or kpi.stagnant) and kpi.key not in linked:
-            state = "stagnant" if kpi.stagnant else "unhealthy"
-            found.append(
-                Gap(
-                    GapKind.kpi_unaddressed,
-                    kpi.key,
-                    f"KPI {kpi.key} is {state} and no active key result moves it: "
-                    "set an OKR to move the needle",
-                )
+        )
+    if kpi.last_arrival is not None and now - kpi.last_arrival > 2 * kpi.interval:
+        found.append(
+            Gap(
+                GapKind.stale_kpi,
+                kpi.key,
+                f"KPI {kpi.key} has had no reading since {kpi.last_arrival:%Y-%m-%d %H:%M} "
+                f"(expected every {kpi.interval})",
             )
-        if kpi.last_arrival is not None and now - kpi.last_arrival > 2 * kpi.interval:
-            found.append(
-                Gap(
-                    GapKind.stale_kpi,
-                    kpi.key,
-                    f"KPI {kpi.key} has had no reading since {kpi.last_arrival:%Y-%m-%d %H:%M} "
-                    f"(expected every {kpi.interval})",
-                )
-            )
-    return {gap.gap_id: gap for gap in found}
+        )
+    return found
+
+
+def kpi_gaps_hold_until(kpi: KPIFacts, now: datetime) -> datetime | None:
+    """Up to which instant ``kpi_gaps`` of these facts answers as it does at ``now``, for
+    every instant from ``now`` on (None: for ever). Only staleness depends on the time."""
+    if kpi.last_arrival is None:
+        return None
+    stale_after = kpi.last_arrival + 2 * kpi.interval
+    return stale_after if now <= stale_after else None
+
+
+class GapMemo:
+    """``detect_gaps`` for a graph in which few facts change from one call to the next.
+
+    Facts are immutable: whatever changes comes as a new facts object. So each objective's
+    gaps are kept with the facts object they came from, the cascade's (KPIs linked, owners'
+    load) with the definitions of the active objectives, and each KPI's with its facts, its
+    being linked, and the instant up to which time alone cannot change them. The answer is
+    the one of ``detect_gaps`` (a hypothesis test holds them equal).
+    """
+
+    def __init__(self) -> None:
+        self._objectives: dict[str, tuple[ObjectiveFacts, list[Gap]]] = {}
+        self._cascade: tuple[list[ObjectiveDefinition], set[str], list[Gap]] = ([], set(), [])
+        self._kpis: dict[str, tuple[KPIFacts, bool, datetime, datetime | None, list[Gap]]] = {}
+
+    def detect(
+        self, objectives: Iterable[ObjectiveFacts], kpis: Iterable[KPIFacts], now: datetime
+    ) -> dict[str, Gap]:
+        active = [o for o in objectives if o.definition.status is ObjectiveStatus.active]
+        linked, load = self._cascade_of(active)
+        found: dict[str, Gap] = {gap.gap_id: gap for gap in load}
+        for facts in active:
+            for gap in self._objective(facts):
+                found[gap.gap_id] = gap
+        for kpi in kpis:
+            for gap in self._kpi(kpi, kpi.key in linked, now):
+                found[gap.gap_id] = gap
+        return found
+
+    def _cascade_of(self, active: list[ObjectiveFacts]) -> tuple[set[str], list[Gap]]:
+        definitions, linked, load = self._cascade
+        if len(definitions) != len(active) or any(
+            kept is not facts.definition for kept, facts in zip(definitions, active, strict=True)
+        ):
+            definitions = [facts.definition for facts in active]
+            linked, load = linked_kpis(active), owner_load_gaps(active)
+            self._cascade = (definitions, linked, load)
+        return linked, load
+
+    def _objective(self, facts: ObjectiveFacts) -> list[Gap]:
+        kept = self._objectives.get(facts.definition.id)
+        if kept is not None and kept[0] is facts:
+            return kept[1]
+        gaps = objective_gaps(facts)
+        self._objectives[facts.definition.id] = (facts, gaps)
+        return gaps
+
+    def _kpi(self, kpi: KPIFacts, linked: bool, now: datetime) -> list[Gap]:
+        kept = self._kpis.get(kpi.key)
+        if kept is not None:
+            facts, was_linked, since, until, gaps = kept
+            if (
+                facts is kpi
+                and was_linked == linked
+                and since <= now
+                and (until is None or now <= until)
+            ):
+                return gaps
+        gaps = kpi_gaps(kpi, linked, now)
+        self._kpis[kpi.key] = (kpi, linked, now, kpi_gaps_hold_until(kpi, now), gaps)
+        return gaps
 
 
 def objective_gaps(objective: ObjectiveFacts) -> list[Gap]:

@@ -316,6 +316,12 @@ async def pass_through(bootstrap: str, count: int) -> float:
     finally:
         await consumer.stop()
         await producer.stop()
+        # Its messages are no part of what the later stages measure, and on noida-db every
+        # byte the broker holds costs CPU for the rest of the run (see README, Benchmark).
+        admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+        await admin.start()
+        await admin.delete_topics(["bench.source", "bench.sink"])
+        await admin.close()
 
 
 # -- 2. ingest --------------------------------------------------------------------------------

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contracts import (
     Aggregation,
@@ -20,7 +22,13 @@ from contracts import (
     ObjectiveStatus,
     parse_period,
 )
-from services.alignment.gaps import KPIFacts, ObjectiveFacts, detect_gaps
+from services.alignment.gaps import (
+    GapMemo,
+    KPIFacts,
+    ObjectiveFacts,
+    detect_gaps,
+    kpi_gaps_hold_until,
+)
 
 NOW = datetime(2026, 11, 16, 9, 30, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -467,3 +475,79 @@ def test_a_stagnant_kpi_without_key_result_is_named_stagnant() -> None:
     gap = gaps["kpi_unaddressed:employee_turnover_rate"]
     assert "stagnant" in gap.message
     assert "move the needle" in gap.message
+
+
+# -- the memo the service settles gaps with gives detect_gaps' answer -------------------------
+
+OWNERS = st.sampled_from(["alice", "bob", None])
+KPI_KEYS = st.sampled_from(["net_promoter_score", "employee_turnover_rate", "new_customers"])
+HEALTHS = st.sampled_from([Health.healthy, Health.warning, Health.unhealthy, None])
+
+
+@st.composite
+def objective_facts(draw: st.DrawFn, objective_id: str) -> ObjectiveFacts:
+    key_results = [
+        kpi_kr(f"{objective_id}-kr{n}", draw(KPI_KEYS))
+        for n in range(draw(st.integers(min_value=0, max_value=6)))
+    ]
+    return objective(
+        objective_id,
+        owner=draw(OWNERS),
+        level=draw(st.sampled_from([Level.company, Level.team])),
+        parent_id=draw(st.sampled_from([None, "obj-0"])),
+        status=draw(st.sampled_from([ObjectiveStatus.active, ObjectiveStatus.archived])),
+        key_results=key_results,
+        with_data=draw(st.sets(st.sampled_from([kr.id for kr in key_results] or ["none"]))),
+    )
+
+
+@st.composite
+def kpi_facts(draw: st.DrawFn, key: str) -> KPIFacts:
+    arrival = draw(st.none() | st.integers(min_value=-30, max_value=0))
+    return KPIFacts(
+        key=key,
+        health=draw(HEALTHS),
+        last_arrival=None if arrival is None else NOW + timedelta(days=arrival),
+        interval=timedelta(days=draw(st.integers(min_value=1, max_value=10))),
+        stagnant=draw(st.booleans()),
+    )
+
+
+@st.composite
+def steps(draw: st.DrawFn) -> list[tuple[int, list[ObjectiveFacts], list[KPIFacts]]]:
+    """Calls in sequence: an instant (days after NOW, not always later), and the facts, each
+    kept from the call before (the same object) or replaced by a new one."""
+    objective_ids = [f"obj-{n}" for n in range(draw(st.integers(min_value=0, max_value=5)))]
+    keys = ["net_promoter_score", "employee_turnover_rate", "new_customers"]
+    calls = []
+    objectives = [draw(objective_facts(objective_id)) for objective_id in objective_ids]
+    kpis = [draw(kpi_facts(key)) for key in keys]
+    for _ in range(draw(st.integers(min_value=1, max_value=6))):
+        objectives = [
+            draw(objective_facts(o.definition.id)) if draw(st.booleans()) else o for o in objectives
+        ]
+        kpis = [draw(kpi_facts(k.key)) if draw(st.booleans()) else k for k in kpis]
+        calls.append((draw(st.integers(min_value=-5, max_value=40)), objectives, kpis))
+    return calls
+
+
+@given(steps())
+@settings(max_examples=300, deadline=None)
+def test_the_memo_answers_as_detect_gaps(
+    calls: list[tuple[int, list[ObjectiveFacts], list[KPIFacts]]],
+) -> None:
+    memo = GapMemo()
+    for days, objectives, kpis in calls:
+        now = NOW + timedelta(days=days)
+        assert memo.detect(objectives, kpis, now) == detect_gaps(objectives, kpis, now)
+
+
+def test_a_kpi_turns_stale_in_the_memo_as_time_passes() -> None:
+    memo = GapMemo()
+    quiet = kpi("new_customers", last_arrival=NOW, interval=timedelta(days=1))
+    assert memo.detect([], [quiet], NOW) == {}
+    assert memo.detect([], [quiet], NOW + timedelta(days=2)) == {}  # 2 intervals: not yet
+    later = memo.detect([], [quiet], NOW + timedelta(days=2, seconds=1))
+    assert set(later) == {"stale_kpi:new_customers"}
+    assert kpi_gaps_hold_until(quiet, NOW) == NOW + timedelta(days=2)
+    assert kpi_gaps_hold_until(quiet, NOW + timedelta(days=3)) is None  # stale for ever
