@@ -25,10 +25,12 @@ def create_app(settings: Settings) -> FastAPI:
         stagnation_tolerance=settings.stagnation_tolerance,
     )
     runtime = ServiceRuntime(settings, application, (ALIGNMENT_EVENTS, integration_event))
-    policy = AlignmentPolicy(application)
+    policy = AlignmentPolicy(application, settings.gap_settle_seconds)
     REGISTRY.register(AlignmentCollector(application))
     runtime.consume([GOAL_EVENTS, METRICS_EVENTS], policy)
     runtime.every(settings.reevaluate_seconds, policy.reevaluate, "re-evaluation")
+    if settings.gap_settle_seconds > 0:
+        runtime.every(settings.gap_settle_seconds, policy.settle_pending_gaps, "gap settlement")
     return create_http_app(
         runtime,
         title="OKR alignment service",

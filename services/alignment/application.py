@@ -4,6 +4,7 @@ graph, scores key results and objectives, and keeps the gaps; and it answers the
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -256,9 +257,15 @@ class Batch:
 class AlignmentPolicy:
     """Applies goal and metrics events to the graph; scores once per batch in ``finish``."""
 
-    def __init__(self, application: AlignmentApplication) -> None:
+    def __init__(self, application: AlignmentApplication, gap_settle_seconds: float = 0.0) -> None:
         self.application = application
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+        #: Gaps are settled over the whole graph (every objective and KPI), which costs a
+        #: small batch as much as its readings: after a batch, at most this often (0: after
+        #: every batch), and by ``settle_pending_gaps`` for the batches in between.
+        self.gap_settle_seconds = gap_settle_seconds
+        self._gaps_pending = False
+        self._next_settlement = 0.0  # on the monotonic clock
         self._facts_of_objectives: dict[str, tuple[ObjectiveTrack, ObjectiveFacts]] = {}
         self._facts_of_kpis: dict[str, tuple[KPITrack, KPIFacts, datetime | None]] = {}
         self._gaps = GapMemo()
@@ -426,7 +433,28 @@ class AlignmentPolicy:
         for key, readings in batch.readings.items():
             self._fold_readings(unit, batch, key, readings)
         self._evaluate(unit, batch, now)
-        self._settle_gaps(unit, batch, now)
+        # Objectives set or archived move gaps of their own and of the KPIs they link: at once.
+        if batch.redefined or batch.archived or time.monotonic() >= self._next_settlement:
+            self._settle_gaps(unit, batch, now)
+        else:
+            self._gaps_pending = True
+
+    def settle_pending_gaps(self) -> bool:
+        """Settle the gaps that batches left pending (see ``gap_settle_seconds``); run on a
+        timer. Returns whether there were any."""
+        with self.application.write_lock:
+            if not self._gaps_pending:
+                return False
+            unit = UnitOfWork(self.application)
+            try:
+                self._settle_gaps(unit, Batch(), self.clock())
+                processing = unit.processing_event()
+                if processing.events:
+                    self.application.record_batch(processing)
+            except BaseException:
+                self._gaps_pending = True  # for the next round
+                raise
+            return True
 
     def _track(self, unit: UnitOfWork, batch: Batch, objective_id: str) -> ObjectiveTrack | None:
         if objective_id in batch.tracks:
@@ -690,6 +718,10 @@ class AlignmentPolicy:
         )
 
     def _settle_gaps(self, unit: UnitOfWork, batch: Batch, now: datetime) -> None:
+        # Settled in this unit. Should a batch's unit not commit, the batch is applied again
+        # and settles again or leaves the gaps pending for the timer.
+        self._gaps_pending = False
+        self._next_settlement = time.monotonic() + self.gap_settle_seconds
         tracks = {t.objective_id: t for t in self.application.tracks()} | batch.tracks
         facts = [self._objective_facts(track) for track in tracks.values()]
         kpi_facts = []

@@ -77,6 +77,10 @@ class Settings(BaseSettings):
     stagnation_tolerance: float = Field(default=0.05, ge=0)
     #: How often the alignment service re-evaluates statuses that change as time passes.
     reevaluate_seconds: float = Field(default=60.0, gt=0)
+    #: The alignment service settles gaps (over every objective and KPI) after a batch at
+    #: most this often, and on this period for the batches in between; 0: after every batch.
+    #: A batch that sets or archives objectives settles them at once.
+    gap_settle_seconds: float = Field(default=1.0, ge=0)
     #: Kafka consumer group; empty means ``okr-<service>``. Instances of one service share it.
     kafka_consumer_group: str = ""
     #: Stable name of this instance (default: the host name). It makes consumers static group

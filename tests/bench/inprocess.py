@@ -156,7 +156,8 @@ def alignment_stages(root: Path, messages: Sequence[Record], batch: int, watch: 
     alignment = application(AlignmentApplication, root, "alignment")
     held = held_events(alignment)
     settle_heap()  # as the service does once its state is loaded
-    consumer = TrackedConsumer(alignment, AlignmentPolicy(alignment), dead_letters=None)  # type: ignore[arg-type]
+    policy = AlignmentPolicy(alignment, Settings().gap_settle_seconds)  # as the service's
+    consumer = TrackedConsumer(alignment, policy, dead_letters=None)  # type: ignore[arg-type]
     for start in range(0, len(messages), batch):
         chunk = messages[start : start + batch]
         with watch.stage("alignment parse", len(chunk)):

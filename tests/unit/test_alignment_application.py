@@ -771,6 +771,33 @@ def test_a_kpi_that_stops_reporting_becomes_a_stale_gap(service: Alignment) -> N
     assert "stale_kpi:arr" in gap_ids(service)
 
 
+def test_gaps_a_batch_leaves_pending_are_settled_by_the_timer(
+    service: Alignment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At most one settlement per ``gap_settle_seconds`` after batches: the batches in
+    between leave the gaps to ``settle_pending_gaps``, which keeps them pending when it
+    cannot record them. Objectives set or archived are settled at once."""
+    service.policy.gap_settle_seconds = 3600.0
+    feed = Feed()
+    service.batch(churn_kpi(feed))  # the first batch settles
+    service.batch(feed.reading("churn_rate", 8, day(2, 1), health=Health.unhealthy))
+    assert gap_ids(service) == set()
+
+    def refuse(*args: Any) -> None:
+        raise OSError("disk full")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(service.app, "record_batch", refuse)
+        with pytest.raises(OSError, match="disk full"):
+            service.policy.settle_pending_gaps()
+    assert service.policy.settle_pending_gaps() is True
+    assert gap_ids(service) == {"kpi_unaddressed:churn_rate"}
+    assert service.policy.settle_pending_gaps() is False  # nothing left
+
+    service.batch(feed.objective(RETENTION))
+    assert gap_ids(service) == set()
+
+
 def test_kpi_health_follows_the_latest_reading_whatever_its_offset(service: Alignment) -> None:
     feed = Feed()
     plus_two = timezone(timedelta(hours=2))
