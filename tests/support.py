@@ -61,6 +61,11 @@ class ServiceProcess:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def pid(self) -> int:
+        assert self.process is not None, f"{self.name} was never started"
+        return self.process.pid
+
     def start(
         self, timeout: float = 60.0, extra_env: dict[str, str] | None = None
     ) -> ServiceProcess:
