@@ -300,12 +300,20 @@ class ObjectiveScores(Aggregate):
     class Started(Aggregate.Created):
         objective_id: str
 
+    # The events goal stores in volume apply themselves: a replayed decorated method costs
+    # about twice as much (the library matches the event's fields to its parameters).
     class ObjectiveScoreNoted(Aggregate.Event):
         score: dict[str, Any]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.objective = self.score
 
     class KeyResultScoreNoted(Aggregate.Event):
         key_result_id: str
         score: dict[str, Any]
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.key_results[self.key_result_id] = self.score
 
     @event(Started)
     def __init__(self, objective_id: str) -> None:
@@ -313,13 +321,11 @@ class ObjectiveScores(Aggregate):
         self.objective: dict[str, Any] | None = None
         self.key_results: dict[str, dict[str, Any]] = {}
 
-    @event(ObjectiveScoreNoted)
     def note_objective(self, score: dict[str, Any]) -> None:
-        self.objective = score
+        self.trigger_event(self.ObjectiveScoreNoted, score=score)
 
-    @event(KeyResultScoreNoted)
     def note_key_result(self, key_result_id: str, score: dict[str, Any]) -> None:
-        self.key_results[key_result_id] = score
+        self.trigger_event(self.KeyResultScoreNoted, key_result_id=key_result_id, score=score)
 
 
 __all__ = [

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
+from uuid import UUID
 
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 
@@ -27,7 +29,19 @@ class _ProcessLease(Lease):
         pass
 
 
+@functools.lru_cache(maxsize=1 << 16)
+def _uuid(text: str) -> UUID:
+    return UUID(text)
+
+
 class BatchTrackingSQLiteRecorder(BatchTrackingRecorder, SQLiteProcessRecorder):
+    def convert_originator_id(self, originator_id: str) -> UUID | str:
+        # A service has few aggregates and many events each: parse each id once, not once
+        # per event read (a third of a replay's time went to parsing UUIDs).
+        if self.datastore.originator_id_type == "uuid":
+            return _uuid(originator_id)
+        return originator_id
+
     def construct_create_table_statements(self) -> list[str]:
         return [
             *super().construct_create_table_statements(),

@@ -545,7 +545,7 @@ def replay_every_aggregate(application: ServiceApplication) -> int:
     originators: set[UUID] = set()
     position = 0
     while page := application.recorder.select_notifications(position + 1, 10_000):
-        originators.update(UUID(str(n.originator_id)) for n in page)
+        originators.update(n.originator_id for n in page if isinstance(n.originator_id, UUID))
         position = page[-1].id
     return sum(application.repository.get(originator).version for originator in originators)
 
