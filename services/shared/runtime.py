@@ -147,10 +147,9 @@ class ServiceRuntime:
             group_instance_id=self.settings.group_instance_id(topics),
             batch=True,
             max_records=self.settings.consumer_max_records,
-            # About a batch prefetched per partition. The limit counts bytes as sent, and
-            # compressed events take tens of bytes each: 8 MiB held half a million events,
-            # decompressed, in the alignment service's memory during a rebuild.
-            max_partition_fetch_bytes=1024 * 1024,
+            # Enough prefetched per partition to fill a batch (events are about 0.5 kB, and
+            # tens of bytes compressed: the limit counts them as sent).
+            max_partition_fetch_bytes=8 * 1024 * 1024,
             auto_offset_reset="earliest",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             decoder=_raw_body,
