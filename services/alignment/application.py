@@ -538,9 +538,7 @@ class AlignmentPolicy:
                             track.definition.period.end,
                         ):
                             stats.add(reference)
-                            batch.lineage[(objective_id, key_result.id)].append(
-                                reading_lineage(reference)
-                            )
+                            self._cite(batch, (objective_id, key_result.id), reference)
             track.stats[key_result.id] = stats
 
     def _fold_readings(
@@ -578,9 +576,16 @@ class AlignmentPolicy:
                     ):
                         stats.add(reference)
                         batch.dirty.add((track.objective_id, key_result.id))
-                        batch.lineage[(track.objective_id, key_result.id)].append(
-                            reading_lineage(reference)
-                        )
+                        self._cite(batch, (track.objective_id, key_result.id), reference)
+
+    @staticmethod
+    def _cite(batch: Batch, key_result: tuple[str, str], reference: ReadingRef) -> None:
+        """Cite a reading in the lineage of the key result's next evaluation. Only the first
+        ``MAX_LINEAGE`` are ever cited, so no more are kept: a backfill over a long history
+        would hold them all, and a rebuild backfills a thousand key results at once."""
+        cited = batch.lineage[key_result]
+        if len(cited) < MAX_LINEAGE:
+            cited.append(reading_lineage(reference))
 
     def _evaluate(self, unit: UnitOfWork, batch: Batch, now: datetime) -> None:
         """Evaluate every key result whose inputs changed and their objectives, deepest in the

@@ -42,6 +42,7 @@ from contracts import (
     parse_period,
     stable_event_id,
 )
+from services.alignment import application as alignment_application
 from services.alignment.application import AlignmentApplication, AlignmentPolicy
 from services.alignment.domain import GapBoard, ObjectiveTrack
 from services.alignment.messaging import integration_event
@@ -402,6 +403,24 @@ def test_readings_before_the_objective_are_backfilled(tmp_path: Path, objective_
     assert snapshot(reordered, "obj-chatbots") == expected
     reference.app.close()
     reordered.app.close()
+
+
+def test_a_backfill_cites_at_most_max_lineage_readings(
+    service: Alignment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A sum over more readings than an evaluation may cite: every reading counts, the first
+    ``MAX_LINEAGE`` are cited, in the order they were applied."""
+    monkeypatch.setattr(alignment_application, "MAX_LINEAGE", 3)
+    feed = Feed()
+    service.batch(feed.kpi("new_customers", target=300))
+    readings = [feed.reading("new_customers", 10 + n, day(3, 1 + n)) for n in range(5)]
+    service.batch(*readings)
+    service.batch(feed.objective(CHATBOTS))
+    evaluation = service.app.track("obj-chatbots").evaluations["kr-customers"]
+    assert evaluation["value"] == 10 + 11 + 12 + 13 + 14
+    assert [cited["reading_id"] for cited in evaluation["lineage"]] == [
+        r.payload.reading_id for r in readings[:3]
+    ]
 
 
 # -- 3. metric, milestone and "lower is better" key results -----------------------------------
