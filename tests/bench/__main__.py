@@ -13,7 +13,8 @@ by the numbers of the issue's seven figures instead):
 - pipeline: metrics restarted as in production, N more readings through all three services;
 - latency: a steady 1,000 readings/s with probe readings, publish to score over HTTP;
 - HTTP: ``GET /tree`` and ``POST /readings`` (batches of 1,000) with a few clients;
-- memory: each service's peak RSS; goal rebuild: goal restarted on its store.
+- memory: each service's peak RSS; goal restarted on its store, then its log replayed
+  into every aggregate.
 
 Between stages the run waits until every consumer is at the end of its topics and every
 outbox is published, so that no stage pays for the backlog of the one before.
@@ -65,9 +66,9 @@ KEY_RESULTS_PER_OBJECTIVE = KPI_COUNT // OBJECTIVE_COUNT
 COMPANY_OBJECTIVES = 20
 AGGREGATIONS = ("latest", "sum", "avg", "max", "count")
 #: Minutes a run takes on the 2-core development machine: fixed part + per million readings
-#: (runs at BENCH_SCALE 0.1 and 1, 2026-11-24: 3.0 and 12 min). Stages take N over their
-#: rates, so faster services shorten it.
-MINUTES_FIXED, MINUTES_PER_MILLION = 1.5, 10.5
+#: (runs at BENCH_SCALE 0.01 and 1, 2026-11-24: 0.75 and 6.2 min). Stages take N over
+#: their rates, so faster services shorten it.
+MINUTES_FIXED, MINUTES_PER_MILLION = 0.7, 5.5
 #: Readings are observed from here, one second apart: the whole run stays inside 2026 and
 #: in the past, whatever the scale up to about 5.
 OBSERVED_FROM = datetime(2026, 3, 1, tzinfo=UTC)
