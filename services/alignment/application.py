@@ -271,7 +271,7 @@ class AlignmentPolicy:
         self._gaps = GapMemo()
 
     # -- facts for the gaps -----------------------------------------------------------------
-    # Gaps are settled over every objective and KPI on every batch. A track changes only in
+    # Gaps are settled over every objective and KPI at each settlement. A track changes only in
     # a batch's copy, so facts drawn from a track object stay true for as long as that object
     # is the one in the cache: they are kept with it and reused while it is, and so are the
     # gaps drawn from them (``GapMemo``).
@@ -405,9 +405,7 @@ class AlignmentPolicy:
                         batch.dirty.add((objective_id, key_result.id))
             self._evaluate(unit, batch, now)
             self._settle_gaps(unit, batch, now)  # a KPI that stopped reporting turns stale
-            processing = unit.processing_event()
-            if processing.events:
-                self.application.record_batch(processing)
+            self._record_unconsumed(unit)
             return len({objective_id for objective_id, _ in batch.dirty})
 
     def _status_moved(self, track: ObjectiveTrack, now: datetime) -> bool:
@@ -448,13 +446,17 @@ class AlignmentPolicy:
             unit = UnitOfWork(self.application)
             try:
                 self._settle_gaps(unit, Batch(), self.clock())
-                processing = unit.processing_event()
-                if processing.events:
-                    self.application.record_batch(processing)
+                self._record_unconsumed(unit)
             except BaseException:
                 self._gaps_pending = True  # for the next round
                 raise
             return True
+
+    def _record_unconsumed(self, unit: UnitOfWork) -> None:
+        """Record what a unit of work changed outside a consumed batch (nothing to track)."""
+        processing = unit.processing_event()
+        if processing.events:
+            self.application.record_batch(processing)
 
     def _track(self, unit: UnitOfWork, batch: Batch, objective_id: str) -> ObjectiveTrack | None:
         if objective_id in batch.tracks:

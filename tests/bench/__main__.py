@@ -639,7 +639,7 @@ def latency(bench: Bench) -> list[Figure]:
     began = time.monotonic()
     probes = asyncio.run(steady_latency(bench.bootstrap, bench.probe_url, 2 * bench.count, seconds))
     elapsed = time.monotonic() - began
-    cores = {name: (seconds - before[name]) / elapsed for name, seconds in used().items()}
+    cores = {name: (spent - before[name]) / elapsed for name, spent in used().items()}
     seen = [probe.seen for probe in probes]
     evaluated = [probe.evaluated for probe in probes]
     note = f"publish -> KR score over HTTP at a steady 1,000 readings/s, {len(probes)} probes"
