@@ -3,6 +3,7 @@ graph, scores key results and objectives, and keeps the gaps; and it answers the
 
 from __future__ import annotations
 
+import heapq
 import threading
 import time
 from collections import defaultdict
@@ -597,8 +598,12 @@ class AlignmentPolicy:
         for objective_id, key_result_id in batch.dirty:
             dirty[objective_id].add(key_result_id)
         depths: dict[str, int] = {}
-        while dirty:
-            objective_id = max(dirty, key=lambda o: (self._depth(unit, batch, o, depths), o))
+        # Deepest first, then by id. A heap, not a max over the dirty ones per objective: a
+        # batch of readings dirties most objectives, and that was quadratic.
+        queue = [(-self._depth(unit, batch, o, depths), o) for o in dirty]
+        heapq.heapify(queue)
+        while queue:
+            objective_id = heapq.heappop(queue)[1]  # queued exactly while dirty
             key_result_ids = dirty.pop(objective_id)
             track = self._track(unit, batch, objective_id)
             if track is None:
@@ -610,7 +615,10 @@ class AlignmentPolicy:
             if self._evaluate_objective(track, now) or archived:
                 definition = track.definition
                 if definition.parent_id and definition.parent_key_result_id:
-                    dirty[definition.parent_id].add(definition.parent_key_result_id)
+                    parent = definition.parent_id
+                    if parent not in dirty:
+                        heapq.heappush(queue, (-self._depth(unit, batch, parent, depths), parent))
+                    dirty[parent].add(definition.parent_key_result_id)
 
     def _depth(
         self, unit: UnitOfWork, batch: Batch, objective_id: str, depths: dict[str, int]

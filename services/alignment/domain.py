@@ -86,6 +86,9 @@ class ObjectiveTrack(Aggregate):
         #: When the goal service archived it (absent from events stored before it was kept).
         archived_at: datetime | None
 
+    # The events stored in volume (evaluations, KPITrack's readings) apply themselves: a
+    # decorated method costs more, live and on replay (the library matches the event's
+    # fields to the method's parameters on every call).
     class KeyResultEvaluated(Aggregate.Event):
         objective_id: str
         key_result_id: str
@@ -99,6 +102,19 @@ class ObjectiveTrack(Aggregate):
         lineage: list[dict[str, Any]]
         published: bool
 
+        def apply(self, aggregate: Any) -> None:
+            if self.stats is not None:
+                aggregate.stats[self.key_result_id] = stats_from_dict(self.stats)
+            aggregate.evaluations[self.key_result_id] = {
+                "value": self.value,
+                "progress": self.progress,
+                "score": self.score,
+                "expected": self.expected,
+                "status": self.status,
+                "as_of": self.as_of.isoformat(),
+                "lineage": self.lineage,
+            }
+
     class ObjectiveEvaluated(Aggregate.Event):
         objective_id: str
         score: float
@@ -108,6 +124,16 @@ class ObjectiveTrack(Aggregate):
         final: bool
         success: bool | None
         published: bool
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.evaluation = {
+                "score": self.score,
+                "expected": self.expected,
+                "status": self.status,
+                "as_of": self.as_of.isoformat(),
+                "final": self.final,
+                "success": self.success,
+            }
 
     @event(Defined)
     def __init__(self, objective_id: str, definition: dict[str, Any], position: int) -> None:
@@ -195,47 +221,21 @@ class ObjectiveTrack(Aggregate):
         """Record an evaluation; returns whether it is published (score or status changed)."""
         before = self.evaluations.get(key_result_id)
         published = before is None or (before["score"], before["status"]) != (score, status.value)
-        self._key_result_evaluated(
-            self.objective_id,
-            key_result_id,
-            stats.as_dict() if stats else None,
-            value,
-            progress,
-            score,
-            expected,
-            status.value,
-            as_of,
-            lineage,
-            published,
+        self.trigger_event(
+            self.KeyResultEvaluated,
+            objective_id=self.objective_id,
+            key_result_id=key_result_id,
+            stats=stats.as_dict() if stats else None,
+            value=value,
+            progress=progress,
+            score=score,
+            expected=expected,
+            status=status.value,
+            as_of=as_of,
+            lineage=lineage,
+            published=published,
         )
         return published
-
-    @event(KeyResultEvaluated)
-    def _key_result_evaluated(
-        self,
-        objective_id: str,
-        key_result_id: str,
-        stats: dict[str, Any] | None,
-        value: float | None,
-        progress: float,
-        score: float,
-        expected: float,
-        status: str,
-        as_of: datetime,
-        lineage: list[dict[str, Any]],
-        published: bool,
-    ) -> None:
-        if stats is not None:
-            self.stats[key_result_id] = stats_from_dict(stats)
-        self.evaluations[key_result_id] = {
-            "value": value,
-            "progress": progress,
-            "score": score,
-            "expected": expected,
-            "status": status,
-            "as_of": as_of.isoformat(),
-            "lineage": lineage,
-        }
 
     def record_objective(
         self,
@@ -254,31 +254,18 @@ class ObjectiveTrack(Aggregate):
             final,
         )
         if published:
-            self._objective_evaluated(
-                self.objective_id, score, expected, status.value, as_of, final, success, True
+            self.trigger_event(
+                self.ObjectiveEvaluated,
+                objective_id=self.objective_id,
+                score=score,
+                expected=expected,
+                status=status.value,
+                as_of=as_of,
+                final=final,
+                success=success,
+                published=True,
             )
         return published
-
-    @event(ObjectiveEvaluated)
-    def _objective_evaluated(
-        self,
-        objective_id: str,
-        score: float,
-        expected: float,
-        status: str,
-        as_of: datetime,
-        final: bool,
-        success: bool | None,
-        published: bool,
-    ) -> None:
-        self.evaluation = {
-            "score": score,
-            "expected": expected,
-            "status": status,
-            "as_of": as_of.isoformat(),
-            "final": final,
-            "success": success,
-        }
 
 
 class KPITrack(Aggregate):
@@ -297,6 +284,9 @@ class KPITrack(Aggregate):
         #: reading_id, value, observed_at (ISO), position and health, in arrival order.
         readings: list[dict[str, Any]]
         arrived_at: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.fold(self.readings, self.arrived_at)
 
     @event(Defined)
     def __init__(self, key: str, definition: dict[str, Any] | None) -> None:
@@ -325,8 +315,11 @@ class KPITrack(Aggregate):
     def redefine(self, definition: dict[str, Any]) -> None:
         self.definition = KPIDefinition.model_validate(definition)
 
-    @event(ReadingsApplied)
     def apply_readings(self, readings: list[dict[str, Any]], arrived_at: datetime) -> None:
+        self.trigger_event(self.ReadingsApplied, readings=readings, arrived_at=arrived_at)
+
+    def fold(self, readings: list[dict[str, Any]], arrived_at: datetime) -> None:
+        """The effect of ``ReadingsApplied``: health, latest observation and streak."""
         self.readings += len(readings)
         self.last_arrival = arrived_at
         for reading in readings:

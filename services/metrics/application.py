@@ -118,6 +118,7 @@ class MetricsApplication(ServiceApplication):
         self.stagnation_tolerance = stagnation_tolerance
         self.kpis: dict[str, KPI] = {}
         self._kpis_by_id: dict[UUID, KPI] = {}
+        self._gauges: dict[str, tuple[Gauge, list[tuple[Health, Gauge]]]] = {}
         #: Every event up to this log position is reflected in ``kpis``.
         self._followed = self.max_position()
         with replaying():
@@ -391,10 +392,20 @@ class MetricsApplication(ServiceApplication):
             self._followed = max(self._followed, recordings[-1].notification.id)
 
     def _report(self, kpi: KPI) -> None:
+        gauges = self._gauges.get(kpi.key)
+        if gauges is None:
+            # Looked up once per KPI: a labelled child costs a lookup, and this runs for
+            # every KPI of every batch.
+            gauges = self._gauges[kpi.key] = (
+                KPI_VALUE.labels(kpi.key),
+                [(state, KPI_HEALTH.labels(kpi.key, state.value)) for state in Health],
+            )
+        value, health = gauges
         if kpi.latest_value is not None:
-            KPI_VALUE.labels(kpi.key).set(kpi.latest_value)
-        for state in Health:
-            KPI_HEALTH.labels(kpi.key, state.value).set(1 if kpi.health == state else 0)
+            value.set(kpi.latest_value)
+        current = kpi.health
+        for state, gauge in health:
+            gauge.set(1 if current == state else 0)
 
 
 def _outcome(

@@ -186,6 +186,7 @@ class TrackedConsumer:
         count(r for r, _ in fresh if id(r) not in refused_records)("applied")
         fresh_records = {id(r) for r, _ in fresh}
         count(r for r, _ in parsed if id(r) not in fresh_records)("duplicate")
-        for record, event in fresh:
-            LAST_PROCESSED.labels(record.topic).set(event.occurred_at.timestamp())
+        latest = {record.topic: event.occurred_at for record, event in fresh}
+        for topic, occurred_at in latest.items():
+            LAST_PROCESSED.labels(topic).set(occurred_at.timestamp())
         return list(refused.values())

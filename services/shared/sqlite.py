@@ -54,8 +54,19 @@ class BatchTrackingSQLiteRecorder(BatchTrackingRecorder, SQLiteProcessRecorder):
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any) -> Any:
         returning = self._insert_rows(c, stored_events)
         single = kwargs.get("tracking")
-        for tracking in [single] if single else kwargs.get("trackings", ()):
-            self._insert_tracking(c, tracking)
+        trackings = [single] if single else kwargs.get("trackings", ())
+        if trackings:
+            # One statement for the batch (as on PostgreSQL), not the library's one per
+            # record: a consumer tracks every message it applies. A position tracked
+            # before fails the whole insert, as it fails the library's.
+            self._check_has_multi_row_tracking_table(c)
+            c.executemany(
+                self.insert_tracking_statement,  # multi-row tracking: see store_environment
+                [
+                    {"application_name": t.application_name, "notification_id": t.notification_id}
+                    for t in trackings
+                ],
+            )
         keys = kwargs.get("idempotency_keys")
         if keys:
             c.executemany("INSERT INTO idempotency_keys VALUES (?, ?)", keys)

@@ -8,6 +8,7 @@ The adapter (SQLite or PostgreSQL) is chosen by configuration, as ``eventsourcin
 from __future__ import annotations
 
 import threading
+from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
@@ -174,8 +175,9 @@ class ServiceApplication(Application[UUID]):
             self._listeners.append(listener)
 
     def _notify(self, recordings: list[Recording[UUID]]) -> None:
-        for recording in recordings:
-            EVENTS_APPENDED.labels(type(recording.domain_event).__qualname__).inc()
+        appended = Counter(type(r.domain_event).__qualname__ for r in recordings)
+        for event_type, count in appended.items():  # a labelled child costs a lookup each
+            EVENTS_APPENDED.labels(event_type).inc(count)
         if recordings:
             STORE_HEAD.set(recordings[-1].notification.id)
         with self._listeners_lock:

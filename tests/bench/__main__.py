@@ -6,6 +6,8 @@ The run, in order (each stage leaves the stores the next one uses; the table gro
 by the numbers of the issue's seven figures instead):
 
 - limit: a raw consume-and-produce pass-through of N messages through the broker;
+- contract ceilings: N readings decoded and re-encoded as the contracts' messages, nothing
+  stored, through one stage and through two chained processes (``tests.bench.ceiling``);
 - ingest: metrics alone, 1,000 KPIs, N readings to ``KPIRecorded`` stored and published;
 - metrics rebuild: metrics restarted on that store with snapshots off, replaying its log;
 - alignment rebuild: goal sets 200 objectives (1,000 KPI key results), then a fresh alignment
@@ -53,6 +55,7 @@ from services.shared import long_poll
 from services.shared.broker import TOPIC_PARTITIONS, EmbeddedBroker, ensure_topics
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication, store_environment
+from tests.bench.ceiling import ceilings
 from tests.support import ServiceProcess, free_port, metric_value, wait_for
 
 RESULTS = Path("var/bench/results.json")
@@ -68,7 +71,7 @@ AGGREGATIONS = ("latest", "sum", "avg", "max", "count")
 #: Minutes a run takes on the 2-core development machine: fixed part + per million readings
 #: (runs at BENCH_SCALE 0.01 and 1, 2026-11-24: 0.75 and 6.2 min). Stages take N over
 #: their rates, so faster services shorten it.
-MINUTES_FIXED, MINUTES_PER_MILLION = 0.7, 5.5
+MINUTES_FIXED, MINUTES_PER_MILLION = 0.7, 7
 #: Readings are observed from here, one second apart: the whole run stays inside 2026 and
 #: in the past, whatever the scale up to about 5.
 OBSERVED_FROM = datetime(2026, 3, 1, tzinfo=UTC)
@@ -325,6 +328,35 @@ async def pass_through(bootstrap: str, count: int) -> float:
         await admin.start()
         await admin.delete_topics(["bench.source", "bench.sink"])
         await admin.close()
+
+
+def contract_ceilings(bench: Bench) -> list[Figure]:
+    """What decoding and encoding the contracts' messages alone allows (see ``ceiling``)."""
+
+    def send(topic: str, first: int) -> float:
+        return asyncio.run(produce(bench.bootstrap, topic, readings(bench.count, first=first)))
+
+    one, two = ceilings(
+        bench.bootstrap, bench.count, TOPIC_PARTITIONS[KPI_READINGS], COMPRESSION, send
+    )
+    return [
+        Figure(
+            1,
+            "contract ceiling, one stage",
+            one,
+            "readings/s",
+            "decode each reading, encode its KPIRecorded, nothing stored: bounds ingest",
+            ratio=one / bench.limit,
+        ),
+        Figure(
+            1,
+            "contract ceiling, two stages",
+            two,
+            "readings/s",
+            "and a second process decoding those, encoding KeyResultScored: bounds pipeline",
+            ratio=two / bench.limit,
+        ),
+    ]
 
 
 # -- 2. ingest --------------------------------------------------------------------------------
@@ -866,6 +898,8 @@ def measure(bench: Bench) -> list[Figure]:
     """Every stage in order; see the module's docstring."""
     say(f"pass-through: {bench.count:,} messages")
     figures = [pass_through_limit(bench)]
+    say(f"contract ceilings: {bench.count:,} readings through one stage, then two")
+    figures += contract_ceilings(bench)
     figures += ingest(bench)
     say("metrics rebuild (snapshots off)")
     figures.append(metrics_rebuild(bench))

@@ -1,0 +1,230 @@
+"""The ceiling the message contracts set on ingest and pipeline, measured beside the limit.
+
+A stage here does the least any service on these contracts must do per message: decode it
+with the contract models (as the services' consumers do) and encode the message it causes
+(as their relays do), then produce it. It stores nothing and scores nothing. One stage
+(``kpi.readings`` -> ``KPIRecorded``) bounds the ingest figure; two chained stages, each in a
+process of its own (-> ``KeyResultScored``), bound the pipeline figure. What the services
+reach is what is left of these ceilings after storing, exactly-once tracking and scoring.
+
+Topics of its own, deleted afterwards: on noida-db every byte held costs CPU later.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime
+from multiprocessing.synchronize import Event
+from typing import Any, Literal
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+from contracts import (
+    Envelope,
+    Health,
+    KeyResultScored,
+    KeyResultScoredPayload,
+    KPIRecorded,
+    KPIRecordedPayload,
+    PaceStatus,
+    parse_event,
+)
+from services.metrics.messaging import parse_reading
+from services.shared import long_poll
+from services.shared.consumer import event_type_header
+from services.shared.outbox import encode_messages
+
+PREFIX = "bench.ceiling"
+#: Records per fetch, as in the pass-through.
+FETCH = 2000
+
+Transform = Literal["record", "score"]
+
+
+def recorded(value: bytes | None, position: int) -> Envelope:
+    """What metrics publishes for a raw reading, without storing it."""
+    reading = parse_reading(value)
+    payload = KPIRecordedPayload.model_construct(
+        kpi=reading.kpi,
+        value=reading.value,
+        observed_at=reading.observed_at,
+        source=reading.source,
+        reading_id=str(reading.reading_id),
+        unit=reading.unit,
+        health=Health.healthy,
+    )
+    return _envelope(KPIRecorded, "metrics", reading.kpi, position, payload)
+
+
+def scored(value: bytes | None, event_type: str | None, position: int) -> Envelope:
+    """What alignment publishes for a ``KPIRecorded``, without storing or scoring it."""
+    event = parse_event(value or b"", event_type)
+    assert isinstance(event, KPIRecorded)
+    payload = KeyResultScoredPayload.model_construct(
+        objective_id="ceiling",
+        key_result_id=event.payload.kpi,
+        score=0.5,
+        progress=0.5,
+        value=event.payload.value,
+        expected=0.5,
+        status=PaceStatus.on_track,
+        as_of=datetime.now(UTC),
+        lineage=[],
+    )
+    return _envelope(KeyResultScored, "alignment", "ceiling", position, payload)
+
+
+def _envelope(
+    event_class: type[Envelope], producer: str, aggregate_id: str, position: int, payload: Any
+) -> Envelope:
+    return event_class.trusted(
+        event_id=uuid.uuid4(),
+        event_type=event_class.model_fields["event_type"].default,
+        schema_version=1,
+        producer=producer,
+        position=position,
+        aggregate_id=aggregate_id,
+        aggregate_version=position,
+        occurred_at=datetime.now(UTC),
+        actor=producer,
+        causation_id=None,
+        correlation_id=None,
+        payload=payload,
+    )
+
+
+async def _run_stage(
+    bootstrap: str,
+    source: str,
+    sink: str,
+    transform: Transform,
+    count: int,
+    compression: str | None,
+    ready: Event,
+) -> tuple[float, float]:
+    """Move ``count`` messages; returns when the first arrived and the last was acknowledged
+    (monotonic clock, the same in every process)."""
+    long_poll.install()
+    consumer = AIOKafkaConsumer(
+        source,
+        bootstrap_servers=bootstrap,
+        group_id=f"{source}.stage",
+        auto_offset_reset="earliest",
+        max_poll_records=FETCH,
+    )
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        linger_ms=5,
+        max_batch_size=512 * 1024,
+        compression_type=compression,
+    )
+    await consumer.start()
+    await producer.start()
+    try:
+        moved, began = 0, None
+        while moved < count:
+            batches = await consumer.getmany(timeout_ms=1000, max_records=FETCH)
+            if consumer.assignment():
+                ready.set()
+            records = [record for batch in batches.values() for record in batch]
+            if records and began is None:
+                began = time.monotonic()
+            events = []
+            for record in records:
+                moved += 1
+                if transform == "record":
+                    events.append((moved, recorded(record.value, moved)))
+                else:
+                    events.append((moved, scored(record.value, event_type_header(record), moved)))
+            sent = [
+                await producer.send(sink, value, key=key, headers=headers)
+                for key, value, headers in encode_messages(events, lambda envelope, _: envelope)
+            ]
+            await asyncio.gather(*sent)
+            await consumer.commit()
+        assert began is not None
+        return began, time.monotonic()
+    finally:
+        await consumer.stop()
+        await producer.stop()
+
+
+def _stage_process(
+    bootstrap: str,
+    source: str,
+    sink: str,
+    transform: Transform,
+    count: int,
+    compression: str | None,
+    ready: Event,
+    times: Any,
+) -> None:
+    times.put(
+        asyncio.run(_run_stage(bootstrap, source, sink, transform, count, compression, ready))
+    )
+
+
+def ceilings(
+    bootstrap: str,
+    count: int,
+    partitions: int,
+    compression: str | None,
+    produce: Callable[[str, int], float],
+) -> tuple[float, float]:
+    """Readings/s through one stage (messages waiting, as the ingest figure's) and through
+    two chained stages (readings sent while they run, as the pipeline figure's).
+    ``produce(topic, first)`` sends ``count`` readings from number ``first`` and returns when
+    it sent the first."""
+    context = multiprocessing.get_context("spawn")  # a clean process, like a service
+    topics = [f"{PREFIX}.{name}" for name in ("readings", "recorded", "readings2", "recorded2")]
+    topics.append(f"{PREFIX}.scored")
+    asyncio.run(_topics(bootstrap, topics, partitions, create=True))
+    try:
+
+        def stage(source: str, sink: str, transform: Transform) -> tuple[Any, Event, Any]:
+            ready, times = context.Event(), context.Queue()
+            process = context.Process(
+                target=_stage_process,
+                args=(bootstrap, source, sink, transform, count, compression, ready, times),
+            )
+            process.start()
+            return process, ready, times
+
+        produce(topics[0], 0)
+        process, _, times = stage(topics[0], topics[1], "record")
+        first, last = times.get()
+        process.join()
+        one_stage = count / (last - first)
+
+        stages = [
+            stage(topics[2], topics[3], "record"),
+            stage(topics[3], topics[4], "score"),
+        ]
+        for _, ready, _ in stages:
+            if not ready.wait(60):
+                raise TimeoutError("a ceiling stage did not join its group")
+        began = produce(topics[2], count)
+        results = [times.get() for _, _, times in stages]
+        for process, _, _ in stages:
+            process.join()
+        two_stages = count / (results[-1][1] - began)
+        return one_stage, two_stages
+    finally:
+        asyncio.run(_topics(bootstrap, topics, partitions, create=False))
+
+
+async def _topics(bootstrap: str, topics: list[str], partitions: int, create: bool) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        if create:
+            await admin.create_topics([NewTopic(topic, partitions, 1) for topic in topics])
+        else:
+            await admin.delete_topics(topics)
+    finally:
+        await admin.close()
