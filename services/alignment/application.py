@@ -54,8 +54,10 @@ from services.shared.telemetry import REPLAY_EVENTS, replaying
 #: but a bound keeps a bad producer from looping the consumer.
 MAX_CASCADE_DEPTH = 50
 #: Lineage of a sum, average or count cites the readings folded in by that evaluation, at most
-#: this many (a backfill over a long history would otherwise make one huge event).
-MAX_LINEAGE = 1000
+#: this many. A backfill folds a key result's whole history in one evaluation: with 1,000, a
+#: rebuild that met the objectives after a million readings held 600,000 citations at once,
+#: and goal peaked near 600 MB parsing the scores that carried them.
+MAX_LINEAGE = 100
 DEFAULT_PACE = PaceThresholds()
 
 

@@ -7,7 +7,8 @@ by the numbers of the issue's seven figures instead):
 
 - limit: a raw consume-and-produce pass-through of N messages through the broker;
 - contract ceilings: N readings decoded and re-encoded as the contracts' messages, nothing
-  stored, through one stage and through two chained processes (``tests.bench.ceiling``);
+  stored, through one stage and through two chained processes, and the stage's output only
+  decoded (``tests.bench.ceiling``);
 - ingest: metrics alone, 1,000 KPIs, N readings to ``KPIRecorded`` stored and published;
 - metrics rebuild: metrics restarted on that store with snapshots off, replaying its log;
 - alignment rebuild: goal sets 200 objectives (1,000 KPI key results), then a fresh alignment
@@ -69,9 +70,9 @@ KEY_RESULTS_PER_OBJECTIVE = KPI_COUNT // OBJECTIVE_COUNT
 COMPANY_OBJECTIVES = 20
 AGGREGATIONS = ("latest", "sum", "avg", "max", "count")
 #: Minutes a run takes on the 2-core development machine: fixed part + per million readings
-#: (runs at BENCH_SCALE 0.01 and 1, 2026-11-24: 0.75 and 6.2 min). Stages take N over
+#: (runs at BENCH_SCALE 0.01 and 1, 2026-11-24: 0.75 and 9.4 min). Stages take N over
 #: their rates, so faster services shorten it.
-MINUTES_FIXED, MINUTES_PER_MILLION = 0.7, 7
+MINUTES_FIXED, MINUTES_PER_MILLION = 0.7, 8.7
 #: Readings are observed from here, one second apart: the whole run stays inside 2026 and
 #: in the past, whatever the scale up to about 5.
 OBSERVED_FROM = datetime(2026, 3, 1, tzinfo=UTC)
@@ -336,7 +337,7 @@ def contract_ceilings(bench: Bench) -> list[Figure]:
     def send(topic: str, first: int) -> float:
         return asyncio.run(produce(bench.bootstrap, topic, readings(bench.count, first=first)))
 
-    one, two = ceilings(
+    one, two, decoded = ceilings(
         bench.bootstrap, bench.count, TOPIC_PARTITIONS[KPI_READINGS], COMPRESSION, send
     )
     return [
@@ -355,6 +356,13 @@ def contract_ceilings(bench: Bench) -> list[Figure]:
             "readings/s",
             "and a second process decoding those, encoding KeyResultScored: bounds pipeline",
             ratio=two / bench.limit,
+        ),
+        Figure(
+            5,
+            "contract ceiling, decoding",
+            decoded,
+            "events/s",
+            "KPIRecorded messages only decoded, nothing applied: bounds the alignment rebuild",
         ),
     ]
 
@@ -394,9 +402,11 @@ def ingest(bench: Bench) -> list[Figure]:
         return bool(readiness["outbox_position"] >= expected)
 
     say(f"ingest: {bench.count:,} readings over {KPI_COUNT:,} KPIs")
+    meter = CpuMeter(bench)
     began = asyncio.run(produce(bench.bootstrap, KPI_READINGS, readings(bench.count)))
     wait_for(all_published, within=PATIENCE, what="every reading stored and published")
     rate = bench.count / (time.monotonic() - began)
+    cpu = meter.figure(2, "ingest", "the readings' producer and the poller")
     stored = bench.count / (stored_at[0] - began)
     rss = peak_rss_bytes(metrics)
     bench.stop("metrics")
@@ -419,6 +429,7 @@ def ingest(bench: Bench) -> list[Figure]:
             "kpi.readings -> KPIRecorded stored, publishing still behind",
             ratio=stored / bench.limit,
         ),
+        cpu,
         Figure(
             6,
             "metrics peak RSS after ingest",
@@ -625,13 +636,14 @@ def add_probe(bench: Bench) -> None:
     wait_for(lambda: httpx.get(bench.probe_url).status_code == 200, what="the probe objective")
 
 
-def pipeline(bench: Bench) -> Figure:
+def pipeline(bench: Bench) -> list[Figure]:
     """N new readings through the three services: from the first send to ``kpi.readings``
     until metrics has published every ``KPIRecorded`` and the alignment group has committed
     ``metrics.events`` to its end (every reading applied, key results scored and stored)."""
     metrics = bench.services["metrics"]
     head = metrics.readiness()["log_position"]
     say(f"pipeline: {bench.count:,} readings through the three services")
+    meter = CpuMeter(bench)
     began = asyncio.run(
         produce(bench.bootstrap, KPI_READINGS, readings(bench.count, first=bench.count))
     )
@@ -642,17 +654,21 @@ def pipeline(bench: Bench) -> Figure:
     )
     asyncio.run(consumed_to_end(bench.bootstrap, "okr-alignment", [METRICS_EVENTS]))
     rate = bench.count / (time.monotonic() - began)
-    return Figure(
-        3,
-        "pipeline",
-        rate,
-        "readings/s",
-        f"kpi.readings -> KeyResultScored stored; {KPI_COUNT:,} KPIs, "
-        f"{OBJECTIVE_COUNT * KEY_RESULTS_PER_OBJECTIVE:,} KRs, {OBJECTIVE_COUNT} objectives",
-        "ratio >= 1/4",
-        rate / bench.limit >= 1 / 4,
-        rate / bench.limit,
-    )
+    cpu = meter.figure(3, "pipeline", "the readings' producer and the pollers")
+    return [
+        Figure(
+            3,
+            "pipeline",
+            rate,
+            "readings/s",
+            f"kpi.readings -> KeyResultScored stored; {KPI_COUNT:,} KPIs, "
+            f"{OBJECTIVE_COUNT * KEY_RESULTS_PER_OBJECTIVE:,} KRs, {OBJECTIVE_COUNT} objectives",
+            "ratio >= 1/4",
+            rate / bench.limit >= 1 / 4,
+            rate / bench.limit,
+        ),
+        cpu,
+    ]
 
 
 # -- 4. latency -------------------------------------------------------------------------------
@@ -661,17 +677,9 @@ def pipeline(bench: Bench) -> Figure:
 def latency(bench: Bench) -> list[Figure]:
     seconds = max(10.0, min(30.0, bench.count / 10_000))
     say(f"latency: {seconds:.0f} s at 1,000 readings/s")
-    processes = {name: service.pid for name, service in bench.services.items()}
-    processes |= {"broker": bench.broker_pid, "bench": os.getpid()}
-
-    def used() -> dict[str, float]:
-        return {name: cpu_seconds(pid, name == "broker") for name, pid in processes.items()}
-
-    before = used()
-    began = time.monotonic()
+    meter = CpuMeter(bench)
     probes = asyncio.run(steady_latency(bench.bootstrap, bench.probe_url, 2 * bench.count, seconds))
-    elapsed = time.monotonic() - began
-    cores = {name: (spent - before[name]) / elapsed for name, spent in used().items()}
+    cpu = meter.figure(4, "latency", "the load, the probes and the poller")
     seen = [probe.seen for probe in probes]
     evaluated = [probe.evaluated for probe in probes]
     note = f"publish -> KR score over HTTP at a steady 1,000 readings/s, {len(probes)} probes"
@@ -688,17 +696,7 @@ def latency(bench: Bench) -> list[Figure]:
             f"publish -> the alignment service evaluating the key result (the score's as_of); "
             f"p50 {percentile(evaluated, 0.50):,.0f} ms. The rest: storing, committing, polling",
         ),
-        Figure(
-            4,
-            "CPU during the latency stage",
-            sum(cores.values()),
-            "cores",
-            ", ".join(
-                f"{name} {share:.2f}"
-                for name, share in sorted(cores.items(), key=lambda item: -item[1])
-            )
-            + f" of {os.cpu_count()} (bench: the load, the probes and the poller)",
-        ),
+        cpu,
     ]
 
 
@@ -720,6 +718,39 @@ def cpu_seconds(pid: int, descendants: bool = False) -> float:
             fields = (Path("/proc") / str(member) / "stat").read_text().rsplit(")", 1)[1].split()
             total += (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
     return total
+
+
+class CpuMeter:
+    """The CPU each process of the run uses from now on (the services running now, the broker
+    with its children, the bench itself), as a figure: where a stage's time goes."""
+
+    def __init__(self, bench: Bench) -> None:
+        self._processes = {name: service.pid for name, service in bench.services.items()}
+        self._processes |= {"broker": bench.broker_pid, "bench": os.getpid()}
+        self._before = self._used()
+        self._began = time.monotonic()
+
+    def _used(self) -> dict[str, float]:
+        return {
+            name: cpu_seconds(pid, descendants=name == "broker")
+            for name, pid in self._processes.items()
+        }
+
+    def figure(self, item: int, stage: str, bench_does: str) -> Figure:
+        elapsed = time.monotonic() - self._began
+        cores = {
+            name: (spent - self._before[name]) / elapsed for name, spent in self._used().items()
+        }
+        shares = ", ".join(
+            f"{name} {share:.2f}" for name, share in sorted(cores.items(), key=lambda i: -i[1])
+        )
+        return Figure(
+            item,
+            f"CPU during the {stage} stage",
+            sum(cores.values()),
+            "cores",
+            f"{shares} of {os.cpu_count()} (bench: {bench_does})",
+        )
 
 
 @dataclass
@@ -909,7 +940,7 @@ def measure(bench: Bench) -> list[Figure]:
     settle(bench)
     figures.append(metrics_restart(bench))
     add_probe(bench)
-    figures.append(pipeline(bench))
+    figures += pipeline(bench)
     settle(bench)
     figures += latency(bench)
     settle(bench)

@@ -4,8 +4,10 @@ A stage here does the least any service on these contracts must do per message: 
 with the contract models (as the services' consumers do) and encode the message it causes
 (as their relays do), then produce it. It stores nothing and scores nothing. One stage
 (``kpi.readings`` -> ``KPIRecorded``) bounds the ingest figure; two chained stages, each in a
-process of its own (-> ``KeyResultScored``), bound the pipeline figure. What the services
-reach is what is left of these ceilings after storing, exactly-once tracking and scoring.
+process of its own (-> ``KeyResultScored``), bound the pipeline figure; a consumer that only
+decodes the ``KPIRecorded`` messages bounds the alignment rebuild, which reads the same. What
+the services reach is what is left of these ceilings after storing, exactly-once tracking and
+scoring.
 
 Topics of its own, deleted afterwards: on noida-db every byte held costs CPU later.
 """
@@ -43,7 +45,8 @@ PREFIX = "bench.ceiling"
 #: Records per fetch, as in the pass-through.
 FETCH = 2000
 
-Transform = Literal["record", "score"]
+#: What a stage does with each message: "record" and "score" answer it, "decode" only reads it.
+Transform = Literal["record", "score", "decode"]
 
 
 def recorded(value: bytes | None, position: int) -> Envelope:
@@ -101,7 +104,7 @@ def _envelope(
 async def _run_stage(
     bootstrap: str,
     source: str,
-    sink: str,
+    sink: str | None,
     transform: Transform,
     count: int,
     compression: str | None,
@@ -139,13 +142,16 @@ async def _run_stage(
                 moved += 1
                 if transform == "record":
                     events.append((moved, recorded(record.value, moved)))
-                else:
+                elif transform == "score":
                     events.append((moved, scored(record.value, event_type_header(record), moved)))
-            sent = [
-                await producer.send(sink, value, key=key, headers=headers)
-                for key, value, headers in encode_messages(events, lambda envelope, _: envelope)
-            ]
-            await asyncio.gather(*sent)
+                else:
+                    parse_event(record.value or b"", event_type_header(record))
+            if sink is not None:
+                sent = [
+                    await producer.send(sink, value, key=key, headers=headers)
+                    for key, value, headers in encode_messages(events, lambda event, _: event)
+                ]
+                await asyncio.gather(*sent)
             await consumer.commit()
         assert began is not None
         return began, time.monotonic()
@@ -157,7 +163,7 @@ async def _run_stage(
 def _stage_process(
     bootstrap: str,
     source: str,
-    sink: str,
+    sink: str | None,
     transform: Transform,
     count: int,
     compression: str | None,
@@ -175,9 +181,10 @@ def ceilings(
     partitions: int,
     compression: str | None,
     produce: Callable[[str, int], float],
-) -> tuple[float, float]:
-    """Readings/s through one stage (messages waiting, as the ingest figure's) and through
-    two chained stages (readings sent while they run, as the pipeline figure's).
+) -> tuple[float, float, float]:
+    """Readings/s through one stage (messages waiting, as the ingest figure's), through
+    two chained stages (readings sent while they run, as the pipeline figure's), and
+    ``KPIRecorded`` messages/s decoded (waiting, as the alignment rebuild's).
     ``produce(topic, first)`` sends ``count`` readings from number ``first`` and returns when
     it sent the first."""
     context = multiprocessing.get_context("spawn")  # a clean process, like a service
@@ -186,7 +193,7 @@ def ceilings(
     asyncio.run(_topics(bootstrap, topics, partitions, create=True))
     try:
 
-        def stage(source: str, sink: str, transform: Transform) -> tuple[Any, Event, Any]:
+        def stage(source: str, sink: str | None, transform: Transform) -> tuple[Any, Event, Any]:
             ready, times = context.Event(), context.Queue()
             process = context.Process(
                 target=_stage_process,
@@ -201,6 +208,11 @@ def ceilings(
         process.join()
         one_stage = count / (last - first)
 
+        process, _, times = stage(topics[1], None, "decode")
+        first, last = times.get()
+        process.join()
+        decoded = count / (last - first)
+
         stages = [
             stage(topics[2], topics[3], "record"),
             stage(topics[3], topics[4], "score"),
@@ -213,7 +225,7 @@ def ceilings(
         for process, _, _ in stages:
             process.join()
         two_stages = count / (results[-1][1] - began)
-        return one_stage, two_stages
+        return one_stage, two_stages, decoded
     finally:
         asyncio.run(_topics(bootstrap, topics, partitions, create=False))
 
