@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import logging
 import threading
@@ -72,11 +73,11 @@ def envelope_for(
     it; the actor and correlation id come from the event when it records them. ``trusted``
     skips validation, for the hot path of events validated when they were stored.
     """
-    producer = event_class.model_fields["producer"].default
+    producer, event_type, schema_version = _identity(event_class)
     fields = {
         "event_id": stable_event_id(producer, aggregate_id, domain_event.originator_version),
-        "event_type": event_class.model_fields["event_type"].default,
-        "schema_version": event_class.model_fields["schema_version"].default,
+        "event_type": event_type,
+        "schema_version": schema_version,
         "producer": producer,
         "position": position,
         "aggregate_id": aggregate_id,
@@ -88,6 +89,18 @@ def envelope_for(
         "payload": payload,
     }
     return event_class.trusted(**fields) if trusted else event_class.model_validate(fields)
+
+
+@functools.cache
+def _identity(event_class: type[Envelope]) -> tuple[str, str, int]:
+    """The producer, event type and schema version a concrete event class fixes (read once
+    per class: ``model_fields`` is looked up anew on every access)."""
+    fields = event_class.model_fields
+    return (
+        fields["producer"].default,
+        fields["event_type"].default,
+        fields["schema_version"].default,
+    )
 
 
 async def published_head(
