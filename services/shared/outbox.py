@@ -27,7 +27,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
-from typing import Any, Literal
+from typing import Any
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -37,6 +37,7 @@ from eventsourcing.persistence import Recording, Tracking
 from contracts import ContractModel, Envelope, stable_event_id
 from contracts.topics import AUDIT_HEADS
 from services.shared.recorder import Lease
+from services.shared.settings import Compression
 from services.shared.store import OUTBOX_TRACKING_PREFIX, ServiceApplication
 from services.shared.telemetry import (
     OUTBOX_ACTIVE,
@@ -208,7 +209,7 @@ class OutboxRelay:
         batch_size: int = 500,
         poll_seconds: float = 1.0,
         idempotence: bool = True,
-        compression: Literal["gzip", "snappy", "lz4", "zstd"] | None = None,
+        compression: Compression | None = None,
     ) -> None:
         self._application = application
         self._topic = topic

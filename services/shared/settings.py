@@ -16,6 +16,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.shared.auth import Tokens
 
+#: A producer's batch compression, as aiokafka's ``compression_type`` names it.
+Compression = Literal["gzip", "snappy", "lz4", "zstd"]
+
 DEFAULT_PORTS = {"goal": 8001, "metrics": 8002, "alignment": 8003}
 
 
@@ -46,7 +49,7 @@ class Settings(BaseSettings):
     #: network and broker storage for a little client CPU; JSON events shrink several times.
     #: On noida-db it matters most: that broker rewrites its whole state, as JSON, while
     #: topics change, so its CPU grows with the bytes it holds (see README, Benchmark).
-    kafka_compression: Literal["none", "gzip", "snappy", "lz4", "zstd"] = "zstd"
+    kafka_compression: Literal["none", Compression] = "zstd"
 
     data_dir: Path = Path("var/data")
     persistence: Literal["sqlite", "postgres"] = "sqlite"
@@ -147,7 +150,7 @@ class Settings(BaseSettings):
             }
         return options
 
-    def kafka_compression_type(self) -> Literal["gzip", "snappy", "lz4", "zstd"] | None:
+    def kafka_compression_type(self) -> Compression | None:
         """The producers' ``compression_type`` (aiokafka's None for no compression)."""
         return None if self.kafka_compression == "none" else self.kafka_compression
 
