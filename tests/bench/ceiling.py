@@ -17,8 +17,8 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import time
-import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from multiprocessing.synchronize import Event
 from typing import Any, Literal
@@ -27,6 +27,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from contracts import (
+    ContractModel,
     Envelope,
     Health,
     KeyResultScored,
@@ -39,7 +40,8 @@ from contracts import (
 from services.metrics.messaging import parse_reading
 from services.shared import long_poll
 from services.shared.consumer import event_type_header
-from services.shared.outbox import encode_messages
+from services.shared.outbox import encode_messages, envelope_for
+from services.shared.settings import Compression
 
 PREFIX = "bench.ceiling"
 #: Records per fetch, as in the pass-through.
@@ -61,7 +63,7 @@ def recorded(value: bytes | None, position: int) -> Envelope:
         unit=reading.unit,
         health=Health.healthy,
     )
-    return _envelope(KPIRecorded, "metrics", reading.kpi, position, payload)
+    return _envelope(KPIRecorded, reading.kpi, position, payload)
 
 
 def scored(value: bytes | None, event_type: str | None, position: int) -> Envelope:
@@ -79,26 +81,22 @@ def scored(value: bytes | None, event_type: str | None, position: int) -> Envelo
         as_of=datetime.now(UTC),
         lineage=[],
     )
-    return _envelope(KeyResultScored, "alignment", "ceiling", position, payload)
+    return _envelope(KeyResultScored, "ceiling", position, payload)
+
+
+@dataclass(frozen=True)
+class _Stored:
+    """What the relay's ``envelope_for`` reads of a stored event; a ceiling stores nothing."""
+
+    originator_version: int
+    timestamp: datetime
 
 
 def _envelope(
-    event_class: type[Envelope], producer: str, aggregate_id: str, position: int, payload: Any
+    event_class: type[Envelope], aggregate_id: str, position: int, payload: ContractModel
 ) -> Envelope:
-    return event_class.trusted(
-        event_id=uuid.uuid4(),
-        event_type=event_class.model_fields["event_type"].default,
-        schema_version=1,
-        producer=producer,
-        position=position,
-        aggregate_id=aggregate_id,
-        aggregate_version=position,
-        occurred_at=datetime.now(UTC),
-        actor=producer,
-        causation_id=None,
-        correlation_id=None,
-        payload=payload,
-    )
+    stored = _Stored(originator_version=position, timestamp=datetime.now(UTC))
+    return envelope_for(event_class, stored, position, payload, aggregate_id, trusted=True)
 
 
 async def _run_stage(
@@ -107,7 +105,7 @@ async def _run_stage(
     sink: str | None,
     transform: Transform,
     count: int,
-    compression: str | None,
+    compression: Compression | None,
     ready: Event,
 ) -> tuple[float, float]:
     """Move ``count`` messages; returns when the first arrived and the last was acknowledged
@@ -166,7 +164,7 @@ def _stage_process(
     sink: str | None,
     transform: Transform,
     count: int,
-    compression: str | None,
+    compression: Compression | None,
     ready: Event,
     times: Any,
 ) -> None:
@@ -179,7 +177,7 @@ def ceilings(
     bootstrap: str,
     count: int,
     partitions: int,
-    compression: str | None,
+    compression: Compression | None,
     produce: Callable[[str, int], float],
 ) -> tuple[float, float, float]:
     """Readings/s through one stage (messages waiting, as the ingest figure's), through
