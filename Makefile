@@ -22,15 +22,20 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e ".[dev]"
 	@touch $(STAMP)
 
+# The broker of `make run`: noida (no set-up) or kafka (Apache Kafka, needs Java and Maven).
+BROKER ?= noida
 run: $(STAMP)
-	$(BIN)/python -m services.stack
+	$(BIN)/python -m services.stack --broker $(BROKER)
 
 # Debian tools the tests use: kcat (a third-party Kafka client that reads our topics),
-# docker-compose 1.29 (validates docker-compose.yml; no Docker engine runs here) and
-# prometheus 2.42 (promtool for rule tests, the server for the dashboard query check).
+# docker-compose 1.29 (validates docker-compose.yml; no Docker engine runs here),
+# prometheus 2.42 (promtool for rule tests, the server for the dashboard query check) and
+# postgresql (the server binaries the tests start their own throwaway cluster from; they are
+# not on PATH, hence the check for initdb where Debian puts it).
 DEBIAN_TOOLS := kcat docker-compose prometheus
 tools:
 	@missing=""; for tool in $(DEBIAN_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	if [ -n "$$missing" ]; then \
 		if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 			echo "installing$$missing (Debian packages) ..."; \

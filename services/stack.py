@@ -1,7 +1,8 @@
 """``make run``: the whole system on one machine, embedded.
 
-Starts the Kafka-compatible broker from the ``noida-db`` wheel (unless
-``KAFKA_BOOTSTRAP_SERVERS`` points at a broker), creates the topics, starts each service on
+Starts a broker on port 9092 (unless ``KAFKA_BOOTSTRAP_SERVERS`` points at one): noida-db
+from its wheel by default, Apache Kafka from its Maven Central jars with ``--broker kafka``
+(``make run BROKER=kafka``). Then it creates the topics, starts each service on
 SQLite under the data directory, loads the demo OKRs, prints where everything is, and stops
 everything in order on Ctrl-C. State lives under ``var/`` and survives restarts, and so do
 the local bearer tokens (``var/tokens.env``), made at the first run.
@@ -9,6 +10,7 @@ the local bearer tokens (``var/tokens.env``), made at the first run.
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import shutil
@@ -23,8 +25,10 @@ from types import FrameType
 import httpx
 
 from services import demo
+from services.shared import long_poll
 from services.shared.auth import TOKEN_ENTRIES, Role, TokenEntry, hash_token, new_token
-from services.shared.broker import EmbeddedBroker, broker_answers, ensure_topics
+from services.shared.broker import broker_answers, ensure_topics
+from services.shared.local_broker import BrokerKind, LocalBroker, local_broker
 from services.shared.settings import DEFAULT_PORTS, Settings
 
 #: The services, in start order.
@@ -73,10 +77,11 @@ def token_entries(tokens: dict[str, str]) -> str:
 
 
 class Stack:
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, broker_kind: BrokerKind = "noida") -> None:
         self.root = root
         self.settings = Settings()
-        self.broker: EmbeddedBroker | None = None
+        self.broker_kind: BrokerKind = broker_kind
+        self.broker: LocalBroker | None = None
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
         #: Optional: not watched like the services (it may fail on a taken port alone).
         self.prometheus: subprocess.Popen[bytes] | None = None
@@ -97,8 +102,9 @@ class Stack:
         if asyncio.run(broker_answers(self.bootstrap)):
             print(f"a broker already answers on {self.bootstrap}: using it")
             return
-        self.broker = EmbeddedBroker(self.root / "kafka", port=9092)
-        print(f"starting the embedded broker (noida-db) on {self.broker.bootstrap_servers} ...")
+        # Each kind keeps its own data: neither can read the other's.
+        self.broker = local_broker(self.broker_kind, self.root / self.broker_kind, port=9092)
+        print(f"starting {self.broker.program} on {self.broker.bootstrap_servers} ...")
         self.broker.start()
 
     def start_service(self, name: str) -> None:
@@ -109,6 +115,8 @@ class Stack:
             "OKR_HTTP_PORT": str(DEFAULT_PORTS[name]),
             "OKR_AUTH_TOKENS": token_entries(self.tokens),
         }
+        if self.broker_kind == "noida":
+            env |= {"OKR_KAFKA_EMPTY_FETCH_PAUSE": str(long_poll.EMPTY_FETCH_PAUSE)}
         log = (self.logs / f"{name}.log").open("ab")
         self.processes[name] = subprocess.Popen(
             [sys.executable, "-m", f"services.{name}"],
@@ -209,7 +217,14 @@ class Stack:
 
 
 def main() -> None:
-    stack = Stack(Path("var"))
+    parser = argparse.ArgumentParser(prog="okr-stack", description=__doc__.splitlines()[0])
+    parser.add_argument(
+        "--broker",
+        choices=["noida", "kafka"],
+        default="noida",
+        help="the broker to start: noida-db (no set-up) or Apache Kafka (needs Java and Maven)",
+    )
+    stack = Stack(Path("var"), parser.parse_args().broker)
     stopping = False
 
     def interrupt(signum: int, _: FrameType | None) -> None:

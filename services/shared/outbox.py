@@ -30,12 +30,13 @@ from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from typing import Any
 from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 from eventsourcing.persistence import Recording, Tracking
 
 from contracts import ContractModel, Envelope, stable_event_id
 from contracts.topics import AUDIT_HEADS
+from services.shared.broker import topic_partitions
 from services.shared.recorder import Lease
 from services.shared.settings import Compression
 from services.shared.store import OUTBOX_TRACKING_PREFIX, ServiceApplication
@@ -112,11 +113,9 @@ async def published_head(
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options)
     await consumer.start()
     try:
-        if AUDIT_HEADS not in await consumer.topics():
+        partitions = await topic_partitions(consumer, AUDIT_HEADS)
+        if not partitions:
             return None
-        partitions = [
-            TopicPartition(AUDIT_HEADS, p) for p in consumer.partitions_for_topic(AUDIT_HEADS) or ()
-        ]
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         starts = await consumer.beginning_offsets(partitions)
@@ -146,10 +145,7 @@ async def published_tail_position(client_options: dict[str, Any], topic: str) ->
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options)
     await consumer.start()
     try:
-        if topic not in await consumer.topics():  # also refreshes the metadata
-            return None
-        partitions = consumer.partitions_for_topic(topic) or set()
-        assignment = [TopicPartition(topic, partition) for partition in sorted(partitions)]
+        assignment = await topic_partitions(consumer, topic)
         if not assignment:
             return None
         consumer.assign(assignment)

@@ -85,7 +85,9 @@ class ServiceRuntime:
         an integration event; None for a process that only consumes."""
         self.settings = settings
         self.application = application
-        long_poll.install()  # before FastStream and the relay make their consumers
+        if settings.kafka_empty_fetch_pause:
+            # Before FastStream and the relay make their consumers.
+            long_poll.install(settings.kafka_empty_fetch_pause)
         self.broker = KafkaBroker(
             settings.kafka_bootstrap_servers,
             client_id=f"okr-{settings.service}",
@@ -151,6 +153,8 @@ class ServiceRuntime:
             # tens of bytes compressed: the limit counts them as sent).
             max_partition_fetch_bytes=8 * 1024 * 1024,
             auto_offset_reset="earliest",
+            # Records of aborted transactions (a producer's failed batch) never happened.
+            isolation_level="read_committed",
             ack_policy=AckPolicy.NACK_ON_ERROR,
             decoder=_raw_body,
         )

@@ -47,9 +47,11 @@ class Settings(BaseSettings):
     kafka_idempotence: bool = True
     #: Compression of every batch our producers send: none, gzip, snappy, lz4 or zstd. Less
     #: network and broker storage for a little client CPU; JSON events shrink several times.
-    #: On noida-db it matters most: that broker rewrites its whole state, as JSON, while
-    #: topics change, so its CPU grows with the bytes it holds (see README, Benchmark).
     kafka_compression: Literal["none", Compression] = "zstd"
+    #: For a broker that answers an empty fetch at once instead of holding it (noida-db, which
+    #: ``make run`` sets this for): consumers wait this many seconds after an empty fetch
+    #: (``services.shared.long_poll``). 0, for Apache Kafka: the broker does the waiting.
+    kafka_empty_fetch_pause: float = Field(default=0.0, ge=0)
 
     data_dir: Path = Path("var/data")
     persistence: Literal["sqlite", "postgres"] = "sqlite"

@@ -2,10 +2,14 @@
 broker with the three services on SQLite, printed as a Markdown table and written with the
 machine and the scale to ``var/bench/results.json``.
 
+The broker is Apache Kafka, started from its jars as the tests start it; ``BENCH_BROKER=noida``
+runs on noida-db instead. The pass-through limit of the other broker is measured too, first,
+so that one run's table compares the two.
+
 The run, in order (each stage leaves the stores the next one uses; the table groups the rows
 by the numbers of the issue's seven figures instead):
 
-- limit: a raw consume-and-produce pass-through of N messages through the broker;
+- limit: a raw consume-and-produce pass-through of N messages through each broker;
 - contract ceilings: N readings decoded and re-encoded as the contracts' messages, nothing
   stored, through one stage and through two chained processes, and the stage's output only
   decoded (``tests.bench.ceiling``);
@@ -53,7 +57,9 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, KPI_READINGS, METRICS_EVENTS
 from services.goal.application import GoalApplication
 from services.shared import long_poll
-from services.shared.broker import TOPIC_PARTITIONS, EmbeddedBroker, ensure_topics
+from services.shared.broker import TOPIC_PARTITIONS, ensure_topics, topic_partitions
+from services.shared.local_broker import BrokerKind, LocalBroker, local_broker
+from services.shared.long_poll import EMPTY_FETCH_PAUSE
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication, store_environment
 from tests.bench.ceiling import ceilings
@@ -206,12 +212,7 @@ async def end_offsets(bootstrap: str, topics: Iterable[str]) -> dict[TopicPartit
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap)
     await consumer.start()
     try:
-        await consumer.topics()
-        partitions = [
-            TopicPartition(topic, p)
-            for topic in topics
-            for p in consumer.partitions_for_topic(topic) or ()
-        ]
+        partitions = [tp for topic in topics for tp in await topic_partitions(consumer, topic)]
         ends: dict[TopicPartition, int] = await consumer.end_offsets(partitions)
         return ends
     finally:
@@ -267,16 +268,38 @@ def settle(bench: Bench) -> None:
 # -- 1. limit ---------------------------------------------------------------------------------
 
 
-def pass_through_limit(bench: Bench) -> Figure:
+def pass_through_limit(bench: Bench, broker: LocalBroker) -> Figure:
     """Messages/s of a raw consume-and-produce loop (no processing) between two topics of the
-    broker, with as many partitions as ``kpi.readings``: the ceiling for a Python consumer."""
+    run's broker, with as many partitions as ``kpi.readings``: the ceiling for a Python
+    consumer."""
     bench.limit = asyncio.run(pass_through(bench.bootstrap, bench.count))
     return Figure(
         1,
-        "pass-through limit",
+        f"pass-through limit, {broker.program}",
         bench.limit,
         "messages/s",
-        f"raw aiokafka consume-and-produce of {bench.count:,} messages, same broker",
+        f"raw aiokafka consume-and-produce of {bench.count:,} messages, the run's broker",
+    )
+
+
+def other_pass_through_limit(bench: Bench, kind: BrokerKind) -> Figure:
+    """The same loop through the other broker, started for it alone and stopped after (its
+    consumers long-poll as the services would on it)."""
+    broker = local_broker(kind, bench.root / kind, port=free_port())
+    pause = EMPTY_FETCH_PAUSE if kind == "noida" else 0.0
+    broker.start()
+    try:
+        with long_poll.installed(pause) if pause else contextlib.nullcontext():
+            rate = asyncio.run(pass_through(broker.bootstrap_servers, bench.count))
+    finally:
+        broker.stop()
+        shutil.rmtree(broker.data_dir, ignore_errors=True)
+    return Figure(
+        1,
+        f"pass-through limit, {broker.program}",
+        rate,
+        "messages/s",
+        "the same loop through the other broker, alone on the machine, for comparison",
     )
 
 
@@ -324,7 +347,7 @@ async def pass_through(bootstrap: str, count: int) -> float:
         await consumer.stop()
         await producer.stop()
         # Its messages are no part of what the later stages measure, and on noida-db every
-        # byte the broker holds costs CPU for the rest of the run (see README, Benchmark).
+        # byte the broker holds costs CPU for the rest of the run.
         admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
         await admin.start()
         await admin.delete_topics(["bench.source", "bench.sink"])
@@ -702,7 +725,7 @@ def latency(bench: Bench) -> list[Figure]:
 
 def cpu_seconds(pid: int, descendants: bool = False) -> float:
     """CPU time a process has used so far, with the processes it started if ``descendants``
-    (the ``noida-db`` script runs the broker as its child)."""
+    (the ``noida-db`` script runs its broker as a child)."""
     tree = {pid}
     if descendants:
         parents: dict[int, int] = {}
@@ -925,10 +948,12 @@ def memory(bench: Bench) -> list[Figure]:
 # -- the run ----------------------------------------------------------------------------------
 
 
-def measure(bench: Bench) -> list[Figure]:
+def measure(bench: Bench, broker: LocalBroker, other: BrokerKind) -> list[Figure]:
     """Every stage in order; see the module's docstring."""
-    say(f"pass-through: {bench.count:,} messages")
-    figures = [pass_through_limit(bench)]
+    say(f"pass-through on {other}: {bench.count:,} messages")
+    figures = [other_pass_through_limit(bench, other)]
+    say(f"pass-through on {broker.program}: {bench.count:,} messages")
+    figures.append(pass_through_limit(bench, broker))
     say(f"contract ceilings: {bench.count:,} readings through one stage, then two")
     figures += contract_ceilings(bench)
     figures += ingest(bench)
@@ -979,7 +1004,15 @@ def machine() -> dict[str, Any]:
 
 
 def main() -> None:
-    long_poll.install()  # the bench's own consumers, like the services', do not spin
+    chosen = os.environ.get("BENCH_BROKER", "kafka")
+    if chosen not in ("kafka", "noida"):
+        raise SystemExit(f"BENCH_BROKER={chosen!r}: kafka (Apache Kafka) or noida (noida-db)")
+    kind: BrokerKind = "kafka" if chosen == "kafka" else "noida"
+    other: BrokerKind = "noida" if kind == "kafka" else "kafka"
+    if kind == "noida":
+        # The services and the bench's own consumers (ceiling stages included) long-poll.
+        os.environ["OKR_KAFKA_EMPTY_FETCH_PAUSE"] = str(EMPTY_FETCH_PAUSE)
+        long_poll.install()
     scale = float(os.environ.get("BENCH_SCALE", "1"))
     count = max(int(FULL_RUN_READINGS * scale), KPI_COUNT)
     say(
@@ -990,13 +1023,13 @@ def main() -> None:
     started_at = datetime.now(UTC)
     began = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="okr-bench-"))
-    broker = EmbeddedBroker(root / "kafka", port=free_port())
+    broker = local_broker(kind, root / kind, port=free_port())
     broker.start()
     assert broker.process is not None
     bench = Bench(broker.bootstrap_servers, root, count, broker_pid=broker.process.pid)
     try:
         asyncio.run(ensure_topics({"bootstrap_servers": broker.bootstrap_servers}))
-        figures = measure(bench)
+        figures = measure(bench, broker, other)
     except BaseException:
         FAILED_LOGS.mkdir(parents=True, exist_ok=True)
         for log in root.glob("*.log"):
@@ -1011,13 +1044,14 @@ def main() -> None:
     duration = time.monotonic() - began
     print(
         f"\nBENCH_SCALE={scale:g}: {count:,} readings, {KPI_COUNT:,} KPIs, "
-        f"{OBJECTIVE_COUNT} objectives; {os.cpu_count()} cores, Python "
+        f"{OBJECTIVE_COUNT} objectives; broker {broker.program}; {os.cpu_count()} cores, Python "
         f"{platform.python_version()}; {started_at:%Y-%m-%d}, {duration / 60:.1f} min\n"
     )
     print(table(figures))
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     results = {
         "scale": scale,
+        "broker": broker.program,
         "readings": count,
         "kpis": KPI_COUNT,
         "objectives": OBJECTIVE_COUNT,

@@ -41,7 +41,7 @@ from services.metrics.messaging import parse_reading
 from services.shared import long_poll
 from services.shared.consumer import event_type_header
 from services.shared.outbox import encode_messages, envelope_for
-from services.shared.settings import Compression
+from services.shared.settings import Compression, Settings
 
 PREFIX = "bench.ceiling"
 #: Records per fetch, as in the pass-through.
@@ -110,7 +110,9 @@ async def _run_stage(
 ) -> tuple[float, float]:
     """Move ``count`` messages; returns when the first arrived and the last was acknowledged
     (monotonic clock, the same in every process)."""
-    long_poll.install()
+    pause = Settings().kafka_empty_fetch_pause  # the bench sets it for noida-db, as services
+    if pause:
+        long_poll.install(pause)
     consumer = AIOKafkaConsumer(
         source,
         bootstrap_servers=bootstrap,

@@ -20,9 +20,14 @@ from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, KPI_READINGS, METRICS_EVENT
 from services.alignment.api import build_tree
 from services.alignment.messaging import rebuild_from_topics
 from services.cli import app as okr
-from services.shared.broker import EmbeddedBroker, ensure_topics
 from tests.stores import Store, both_stores
-from tests.support import ServiceProcess, free_port, read_topic, wait_caught_up, wait_for
+from tests.support import (
+    ServiceProcess,
+    apache_kafka,
+    read_topic,
+    wait_caught_up,
+    wait_for,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -30,9 +35,7 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     root = tmp_path_factory.mktemp("stack")
-    broker = EmbeddedBroker(root / "kafka", port=free_port())
-    broker.start()
-    asyncio.run(ensure_topics({"bootstrap_servers": broker.bootstrap_servers}))
+    broker = apache_kafka(root / "kafka")
     services = {}
     for name in ("goal", "metrics", "alignment"):
         (root / name).mkdir()

@@ -23,7 +23,6 @@ from typing import Annotated, Literal
 
 import typer
 
-from services.shared import long_poll
 from tests.faults import checks
 from tests.faults.journal import Finding, Journal
 from tests.faults.stack import SERVICES, Stack
@@ -178,9 +177,9 @@ class FaultSchedule(threading.Thread):
 
     def _restart_broker(self, down: float) -> None:
         crash = self.options.broker_crash
-        # A crashed noida-db loses what it acknowledged since its last save (about a
-        # second): the source then sends its readings again, so hold the stream to know
-        # exactly which were acknowledged. A graceful stop keeps everything.
+        # A crashed broker may lose what it acknowledged but had not yet written: the source
+        # then sends its readings again, so hold the stream to know exactly which were
+        # acknowledged. A graceful stop keeps everything.
         acknowledged = self._hold_stream() if crash else 0
         flight = self.in_flight(*SERVICES)
         self.stack.stop_broker(graceful=not crash)
@@ -398,7 +397,6 @@ def main(
     ] = 300.0,
 ) -> None:
     """Run the fault suite; exits 1 when a check fails."""
-    long_poll.install()  # the driver's own consumers, like the services', do not spin
     options = Options(
         readings=readings,
         objective_changes=objective_changes,

@@ -1,4 +1,4 @@
-"""The system under fault: one noida-db broker and the three services as real processes, the
+"""The system under fault: one Apache Kafka broker and the three services as real processes, the
 driver's HTTP calls (all through ``Api``, so headers such as a bearer token live in one
 place), and the faults themselves: SIGKILL and restart of a service, restart of the broker,
 and the loss of the broker's whole data directory."""
@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,7 +14,8 @@ from typing import Any
 import httpx
 
 from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, KPI_READINGS, METRICS_EVENTS
-from services.shared.broker import EmbeddedBroker, ensure_topics
+from services.shared.broker import ensure_topics
+from services.shared.local_broker import ApacheKafka
 from tests.support import ServiceProcess, free_port, group_caught_up
 
 SERVICES = ("goal", "metrics", "alignment")
@@ -67,11 +67,11 @@ class Stack:
 
     root: Path
     token: str | None = None
-    broker: EmbeddedBroker = field(init=False)
+    broker: ApacheKafka = field(init=False)
     services: dict[str, ServiceProcess] = field(init=False, default_factory=dict)
 
     def __post_init__(self) -> None:
-        self.broker = EmbeddedBroker(self.root / "kafka", port=free_port())
+        self.broker = ApacheKafka(self.root / "kafka", port=free_port())
 
     @property
     def bootstrap(self) -> str:
@@ -86,8 +86,8 @@ class Stack:
         for name in SERVICES:
             data_dir = self.root / name
             data_dir.mkdir(parents=True, exist_ok=True)
-            # Static group membership: noida-db never expires a SIGKILLed member's session,
-            # so a restarted service must come back as the same member.
+            # Static group membership: a restarted service comes back as the same member and
+            # takes its partitions at once, instead of waiting for its session to expire.
             self.services[name] = ServiceProcess(
                 name, data_dir, self.bootstrap, extra_env={"OKR_INSTANCE_ID": f"faults-{name}"}
             )
@@ -98,7 +98,7 @@ class Stack:
         for service in self.services.values():
             with contextlib.suppress(Exception):
                 service.stop()
-        if self.broker.process is not None and self.broker.process.poll() is None:
+        if self.broker.running:
             self.stop_broker(graceful=True)
 
     # -- faults -----------------------------------------------------------------------------
@@ -110,15 +110,15 @@ class Stack:
         self.services[name].start(timeout=120)
 
     def stop_broker(self, graceful: bool) -> None:
-        """Stop the broker: gracefully, so that it keeps every record it acknowledged, or as
-        a crash (SIGKILL), which loses about the last second of them."""
+        """Stop the broker: gracefully, or as a crash (SIGKILL), after which it recovers its
+        logs from what it had written."""
         if graceful:
             self.broker.stop()
         else:
             self.broker.kill()
 
     def wipe_broker_data(self) -> None:
-        shutil.rmtree(self.broker.data_dir)
+        self.broker.wipe()
 
     def start_broker(self) -> list[str]:
         """Start the broker again and create whatever topics it lacks (all, after a wipe)."""

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from services.shared.broker import EmbeddedBroker
+from services.shared.local_broker import ApacheKafka
 from tests.integration.test_goal_service import objective_body
 from tests.support import ServiceProcess, wait_for
 
@@ -22,7 +22,7 @@ def verified(service: ServiceProcess) -> dict[str, Any]:
 
 
 def test_verify_sees_the_published_head_and_a_truncated_log(
-    kafka: EmbeddedBroker, data_dir: Path
+    kafka: ApacheKafka, data_dir: Path
 ) -> None:
     goal = ServiceProcess("goal", data_dir, kafka.bootstrap_servers).start()
     try:
@@ -54,7 +54,7 @@ def test_verify_sees_the_published_head_and_a_truncated_log(
 
 
 def test_verify_without_kafka_answers_503_not_half_a_verdict(
-    own_kafka: EmbeddedBroker, data_dir: Path
+    own_kafka: ApacheKafka, data_dir: Path
 ) -> None:
     goal = ServiceProcess("goal", data_dir, own_kafka.bootstrap_servers).start()
     try:

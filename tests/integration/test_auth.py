@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from services.shared.auth import TOKEN_ENTRIES, Role, new_token
-from services.shared.broker import EmbeddedBroker
+from services.shared.local_broker import ApacheKafka
 from tests.integration.test_goal_service import objective_body
 from tests.support import ServiceProcess
 
@@ -30,9 +30,7 @@ def bearer(name: str) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
-def goal(
-    kafka: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServiceProcess]:
+def goal(kafka: ApacheKafka, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServiceProcess]:
     entries = TOKEN_ENTRIES.dump_json([entry for _, entry in TOKENS.values()]).decode()
     service = ServiceProcess("goal", tmp_path_factory.mktemp("goal"), kafka.bootstrap_servers)
     service.start(extra_env={"OKR_AUTH_DISABLED": "false", "OKR_AUTH_TOKENS": entries})
@@ -118,7 +116,7 @@ def test_tokens_never_reach_the_log(goal: ServiceProcess) -> None:
     assert "wrong-secret-1234" not in logs
 
 
-def test_a_service_without_tokens_refuses_to_start(kafka: EmbeddedBroker, tmp_path: Path) -> None:
+def test_a_service_without_tokens_refuses_to_start(kafka: ApacheKafka, tmp_path: Path) -> None:
     service = ServiceProcess("goal", tmp_path, kafka.bootstrap_servers)
     with pytest.raises(RuntimeError, match="exited"):
         service.start(timeout=30, extra_env={"OKR_AUTH_DISABLED": "false"})

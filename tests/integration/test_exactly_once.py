@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaProducer
 from eventsourcing.domain import Aggregate, event
 
 from contracts import GOAL_EVENTS, Envelope, ObjectiveArchived, dlq_topic
-from services.shared.broker import EmbeddedBroker
 from services.shared.consumer import UnitOfWork
+from services.shared.local_broker import ApacheKafka
 from services.shared.runtime import ServiceRuntime
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication, store_environment
@@ -111,7 +111,7 @@ async def consume_all(settings: Settings) -> None:
 
 @both_stores
 def test_each_event_applied_once_and_poison_dead_lettered(
-    own_kafka: EmbeddedBroker, tmp_path: Path, store: Store
+    own_kafka: ApacheKafka, tmp_path: Path, store: Store
 ) -> None:
     kafka = own_kafka  # it counts everything on the topics
     goal_dir, tally_dir = tmp_path / "goal", tmp_path / "tally"

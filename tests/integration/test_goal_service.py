@@ -16,7 +16,7 @@ import pytest
 from contracts import GOAL_EVENTS, ObjectiveSet, parse_event
 from contracts.envelope import stable_event_id
 from services.goal.application import GoalApplication
-from services.shared.broker import EmbeddedBroker
+from services.shared.local_broker import ApacheKafka
 from services.shared.store import store_environment
 from tests.stores import Store, both_stores
 from tests.support import ServiceProcess, read_topic, wait_for
@@ -53,14 +53,14 @@ def objective_body(title: str = "Become the #1 provider of AI-powered chatbots")
 
 
 @pytest.fixture
-def goal(kafka: EmbeddedBroker, data_dir: Path, store: Store) -> Iterator[ServiceProcess]:
+def goal(kafka: ApacheKafka, data_dir: Path, store: Store) -> Iterator[ServiceProcess]:
     service = ServiceProcess("goal", data_dir, kafka.bootstrap_servers, extra_env=store.env("goal"))
     service.start()
     yield service
     service.stop()
 
 
-def published(kafka: EmbeddedBroker, aggregate_ids: set[str]) -> list[dict[str, Any]]:
+def published(kafka: ApacheKafka, aggregate_ids: set[str]) -> list[dict[str, Any]]:
     """The records of goal.events about the given objectives, in topic order, decoded."""
     found = []
     for record in read_topic(kafka.bootstrap_servers, GOAL_EVENTS):
@@ -80,7 +80,7 @@ def stored_notifications(data_dir: Path, store: Store) -> list[Any]:
 
 
 def test_created_objective_is_published_with_full_envelope(
-    goal: ServiceProcess, kafka: EmbeddedBroker
+    goal: ServiceProcess, kafka: ApacheKafka
 ) -> None:
     created = httpx.post(
         f"{goal.url}/objectives", json=objective_body(), headers={"X-Actor": "ann"}
@@ -138,7 +138,7 @@ def test_invalid_objectives_are_refused_naming_field_and_rule(goal: ServiceProce
 
 
 @pytest.mark.skipif(shutil.which("kcat") is None, reason="kcat missing: apt-get install kcat")
-def test_kcat_reads_goal_events(goal: ServiceProcess, kafka: EmbeddedBroker) -> None:
+def test_kcat_reads_goal_events(goal: ServiceProcess, kafka: ApacheKafka) -> None:
     objective_id = httpx.post(f"{goal.url}/objectives", json=objective_body()).json()["objective"][
         "id"
     ]
@@ -212,7 +212,7 @@ def test_restart_rebuilds_the_same_state(goal: ServiceProcess) -> None:
 
 @both_stores
 def test_sigkill_during_burst_loses_nothing(
-    goal: ServiceProcess, kafka: EmbeddedBroker, data_dir: Path, store: Store
+    goal: ServiceProcess, kafka: ApacheKafka, data_dir: Path, store: Store
 ) -> None:
     """Kill the service mid-burst: after restart every stored event is on the topic, in log
     order per partition, none missing, and any duplicate carries the same event_id."""

@@ -27,7 +27,7 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
-from services.shared.broker import EmbeddedBroker
+from services.shared.local_broker import ApacheKafka
 from tests.integration.test_http_hostile import SERVICES, service_app
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,7 @@ async def without_kafka(_: FastAPI) -> AsyncIterator[None]:
 
 @pytest.fixture(scope="module")
 def apps(
-    kafka: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+    kafka: ApacheKafka, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, FastAPI]]:
     with ExitStack() as stack:
         built = {}

@@ -15,7 +15,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from contracts import KPI_READINGS, METRICS_EVENTS, dlq_topic
-from services.shared.broker import EmbeddedBroker
+from services.shared.local_broker import ApacheKafka
 from tests.stores import Store, both_stores
 from tests.support import ServiceProcess, read_topic, wait_caught_up, wait_for
 
@@ -42,13 +42,13 @@ START = datetime(2026, 10, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def kafka(own_kafka: EmbeddedBroker) -> EmbeddedBroker:
+def kafka(own_kafka: ApacheKafka) -> ApacheKafka:
     """These tests count every record on the topics: each gets a broker of its own."""
     return own_kafka
 
 
 @pytest.fixture
-def metrics(kafka: EmbeddedBroker, data_dir: Path, store: Store) -> Iterator[ServiceProcess]:
+def metrics(kafka: ApacheKafka, data_dir: Path, store: Store) -> Iterator[ServiceProcess]:
     service = ServiceProcess(
         "metrics", data_dir, kafka.bootstrap_servers, extra_env=store.env("metrics")
     ).start()
@@ -114,11 +114,11 @@ async def _produce(bootstrap: str, messages: list[bytes]) -> None:
         await producer.stop()
 
 
-def produce(kafka: EmbeddedBroker, messages: list[bytes]) -> None:
+def produce(kafka: ApacheKafka, messages: list[bytes]) -> None:
     asyncio.run(_produce(kafka.bootstrap_servers, messages))
 
 
-def recorded_on_topic(kafka: EmbeddedBroker) -> dict[str, dict[str, Any]]:
+def recorded_on_topic(kafka: ApacheKafka) -> dict[str, dict[str, Any]]:
     """KPIRecorded events on metrics.events by reading id (a republished copy counts once)."""
     found: dict[str, dict[str, Any]] = {}
     for record in read_topic(kafka.bootstrap_servers, METRICS_EVENTS):
@@ -134,7 +134,7 @@ def readings_count(service: ServiceProcess) -> int:
 
 
 def test_valid_unique_readings_recorded_once_malformed_dead_lettered(
-    metrics: ServiceProcess, kafka: EmbeddedBroker
+    metrics: ServiceProcess, kafka: ApacheKafka
 ) -> None:
     valid = valid_readings(900)
     duplicates = [dict(r) for r in valid[:60]] + [
@@ -178,7 +178,7 @@ def test_valid_unique_readings_recorded_once_malformed_dead_lettered(
 
 @both_stores
 def test_sigkill_mid_stream_loses_and_duplicates_nothing(
-    metrics: ServiceProcess, kafka: EmbeddedBroker
+    metrics: ServiceProcess, kafka: ApacheKafka
 ) -> None:
     valid = valid_readings(20_000, seed=11)
     produce(kafka, [json.dumps(r).encode() for r in valid])

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 
 from contracts import KPI_READINGS
 from services import demo
-from services.shared.broker import EmbeddedBroker
+from services.shared.local_broker import ApacheKafka
 from tests.support import ROOT, ServiceProcess, free_port, wait_for
 
 pytestmark = pytest.mark.integration
@@ -30,7 +30,7 @@ RULES = sorted((ROOT / "deploy/prometheus/rules").glob("*.yml"))
 
 @pytest.fixture(scope="module")
 def services(
-    kafka: EmbeddedBroker, tmp_path_factory: pytest.TempPathFactory
+    kafka: ApacheKafka, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[dict[str, ServiceProcess]]:
     root = tmp_path_factory.mktemp("observed")
     running = {}

@@ -36,10 +36,10 @@ from contracts import (
     dlq_topic,
     parse_event,
 )
-from services.shared.broker import EmbeddedBroker
 from services.shared.dlq import MAX_DLQ_BYTES
+from services.shared.local_broker import ApacheKafka
 from services.shared.telemetry import DLQ_REASONS
-from tests.integration.conftest import embedded_broker
+from tests.integration.conftest import kafka_for_test
 from tests.integration.test_goal_service import objective_body
 from tests.support import (
     Scrape,
@@ -618,8 +618,8 @@ SMALL_BATCHES = {"OKR_CONSUMER_MAX_RECORDS": "7"}
 @contextmanager
 def service_on_own_broker(
     name: str, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[tuple[EmbeddedBroker, ServiceProcess]]:
-    with contextmanager(embedded_broker)(tmp_path_factory) as kafka:
+) -> Iterator[tuple[ApacheKafka, ServiceProcess]]:
+    with contextmanager(kafka_for_test)(tmp_path_factory) as kafka:
         data_dir = tmp_path_factory.mktemp(name) / "data"
         data_dir.mkdir()
         service = ServiceProcess(name, data_dir, kafka.bootstrap_servers, extra_env=SMALL_BATCHES)
@@ -631,7 +631,7 @@ def service_on_own_broker(
 
 
 def deliver(
-    kafka: EmbeddedBroker, service: ServiceProcess, valid: dict[str, list[tuple[bytes, bytes]]]
+    kafka: ApacheKafka, service: ServiceProcess, valid: dict[str, list[tuple[bytes, bytes]]]
 ) -> dict[str, Delivery]:
     """Write each topic's poison between its ``valid`` messages, wait until the service has
     committed every topic to its end, and collect what happened."""
@@ -838,7 +838,7 @@ def test_scores_after_poison_are_shown(goal_run: dict[str, Delivery]) -> None:
     assert objective["score"]["score"] == delivery.valid / 100
 
 
-def test_the_broker_refuses_what_is_bigger_than_huge(kafka: EmbeddedBroker) -> None:
+def test_the_broker_refuses_what_is_bigger_than_huge(kafka: ApacheKafka) -> None:
     """Why the huge poison is 1 MiB and not 2 MB: bigger never reaches a consumer."""
     with pytest.raises(MessageSizeTooLargeError):
         produce(kafka.bootstrap_servers, [(KPI_READINGS, None, b"x" * 2_000_000)])

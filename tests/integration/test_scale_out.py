@@ -1,24 +1,18 @@
 """Scale-out of ingestion: two metrics-service instances in one consumer group, on one
 PostgreSQL store, split the partitions of ``kpi.readings``. Killing one mid-stream (the one
 relaying the outbox) loses nothing and records nothing twice: the survivor takes over its
-partitions and the outbox.
-
-The broker here is Tansu: noida-db never expires the session of a crashed group member (nor
-hands a restarted static member its own partitions back), so on it the dead instance's
-partitions would stay assigned to nobody. Kafka and Tansu reassign them.
+partitions, once the broker has expired the dead member's session, and the outbox.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from services.shared.broker import TansuBroker, ensure_topics
+from services.shared.local_broker import ApacheKafka
 from tests.integration.test_metrics_service import (
     KPIS,
     produce,
@@ -27,7 +21,7 @@ from tests.integration.test_metrics_service import (
     valid_readings,
 )
 from tests.stores import Store
-from tests.support import ServiceProcess, free_port, metric_value, wait_caught_up, wait_for
+from tests.support import ServiceProcess, metric_value, wait_caught_up, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -40,29 +34,18 @@ def relaying(service: ServiceProcess) -> bool:
     return metric_value(service.url, "okr_outbox_active") == 1
 
 
-@pytest.fixture
-def tansu(tmp_path: Path) -> Iterator[TansuBroker]:
-    broker = TansuBroker(tmp_path / "tansu", port=free_port())
-    broker.start()
-    asyncio.run(ensure_topics({"bootstrap_servers": broker.bootstrap_servers}))
-    yield broker
-    broker.stop()
-
-
 @pytest.mark.parametrize("store", ["postgres"], indirect=True)
 def test_two_instances_split_the_readings_and_survive_a_kill(
-    tansu: TansuBroker, tmp_path: Path, store: Store
+    own_kafka: ApacheKafka, tmp_path: Path, store: Store
 ) -> None:
-    bootstrap = tansu.bootstrap_servers
+    bootstrap = own_kafka.bootstrap_servers
     instances = [
         ServiceProcess(
             "metrics",
             tmp_path / name,
             bootstrap,
             # One store for both; each its own static group member.
-            extra_env=store.env("metrics")
-            # Tansu in memory has no idempotent producers (consumers dedupe by position).
-            | {"OKR_INSTANCE_ID": name, "OKR_KAFKA_IDEMPOTENCE": "false"},
+            extra_env=store.env("metrics") | {"OKR_INSTANCE_ID": name},
         )
         for name in ("metrics-a", "metrics-b")
     ]
@@ -76,7 +59,7 @@ def test_two_instances_split_the_readings_and_survive_a_kill(
         assert httpx.get(f"{second.url}/kpis/new_customers").status_code == 200
 
         valid = valid_readings(20_000, seed=5)
-        produce(tansu, [json.dumps(r).encode() for r in valid])
+        produce(own_kafka, [json.dumps(r).encode() for r in valid])
         wait_for(
             lambda: all(recorded(instance) > 0 for instance in instances),
             within=60,
@@ -96,11 +79,11 @@ def test_two_instances_split_the_readings_and_survive_a_kill(
 
         assert readings_count(standby) == 20_000
         wait_for(
-            lambda: len(recorded_on_topic(tansu)) >= 20_000,
+            lambda: len(recorded_on_topic(own_kafka)) >= 20_000,
             within=120,
             what="every reading published",
         )
-        assert set(recorded_on_topic(tansu)) == {r["reading_id"] for r in valid}
+        assert set(recorded_on_topic(own_kafka)) == {r["reading_id"] for r in valid}
     finally:
         for instance in instances:
             instance.stop()

@@ -21,6 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
+from services.shared.local_broker import KAFKA_SETTINGS, ApacheKafka, kafka_version
 from services.shared.settings import DEFAULT_PORTS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -284,6 +285,42 @@ def test_kafka_is_a_single_node_kraft_broker_the_services_reach() -> None:
     for name in (*APP_SERVICES, "topics"):
         bootstrap = services()[name]["environment"]["KAFKA_BOOTSTRAP_SERVERS"]
         assert f"INTERNAL://{bootstrap}" in advertised, name
+
+
+#: Compose settings that say where this one broker listens and keeps its files: the test
+#: broker sets its own (a free port, a temporary folder) by nature.
+KAFKA_PLACEMENT = {
+    "listeners",
+    "advertised.listeners",
+    "listener.security.protocol.map",
+    "inter.broker.listener.name",
+    "controller.listener.names",
+    "controller.quorum.voters",
+    "log.dirs",
+}
+
+
+def test_the_test_broker_runs_with_the_settings_of_compose() -> None:
+    """The broker the tests, the fault suite and the bench start is production's broker: the
+    same release and the same settings (the image's ``KAFKA_A_B`` is the property ``a.b``)."""
+    kafka = services()["kafka"]
+    image, release = kafka["image"].split(":")
+    assert image == "apache/kafka"
+    assert release == kafka_version()
+    compose_settings = {
+        name.removeprefix("KAFKA_").lower().replace("_", "."): str(value)
+        for name, value in kafka["environment"].items()
+        if name.startswith("KAFKA_")
+    }
+    placement = {name: compose_settings.pop(name) for name in KAFKA_PLACEMENT}
+    assert compose_settings == KAFKA_SETTINGS
+    assert placement["log.dirs"]  # the placement names are compose's own
+
+
+def test_the_test_broker_sets_where_it_listens_and_nothing_else() -> None:
+    properties = ApacheKafka(Path("/nonexistent"), port=1).properties()
+    assert set(properties) == set(KAFKA_SETTINGS) | KAFKA_PLACEMENT
+    assert properties["advertised.listeners"] == "PLAINTEXT://127.0.0.1:1"
 
 
 def test_prometheus_scrapes_the_services_where_compose_runs_them() -> None:
