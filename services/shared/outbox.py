@@ -6,10 +6,16 @@ the relay records how far it got only after the broker acknowledged everything b
 after a crash it resumes from there and may publish some events again. Those copies keep
 their ``event_id`` and ``position``; consumers drop them by position.
 
-If the broker lost the topic's data (its tail is behind what the relay recorded), the relay
-republishes from the broker's tail, so Kafka can always be rebuilt from the stores; if it
-acknowledges an offset it acknowledged before (it was wiped and took new messages since),
-the relay republishes the whole log.
+If the broker lost published messages, the relay republishes them from the store, so Kafka
+can always be rebuilt from the stores. It checks partition by partition: messages are keyed
+by aggregate id, so the relay knows the partition each stored event's message goes to, and a
+partition whose last message is behind the latest event published there lost its tail (even
+while the other partitions kept theirs). The relay then republishes from just before the
+first event a partition lost. It checks when it resumes (at start and after any failure) and,
+while idle, every ``tail_check_seconds``, so a broker that lost data while nothing was being
+published gets it back without waiting for the next event. If the broker acknowledges an
+offset it acknowledged before (it was wiped and took new messages since, which would hide the
+loss from a look at the tails), the relay republishes the whole log.
 
 Several instances of a service may share one store (scale-out on PostgreSQL): a lease on the
 store lets only one of them relay at a time; the others stand by and take over when its
@@ -26,11 +32,13 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata
 from eventsourcing.persistence import Recording, Tracking
 
@@ -38,7 +46,7 @@ from contracts import ContractModel, Envelope, stable_event_id
 from contracts.topics import AUDIT_HEADS
 from services.shared.broker import topic_partitions
 from services.shared.recorder import Lease
-from services.shared.settings import Compression
+from services.shared.settings import Compression, Settings
 from services.shared.store import OUTBOX_TRACKING_PREFIX, ServiceApplication
 from services.shared.telemetry import (
     OUTBOX_ACTIVE,
@@ -139,35 +147,95 @@ async def published_head(
         await consumer.stop()
 
 
-async def published_tail_position(client_options: dict[str, Any], topic: str) -> int | None:
-    """The highest producer ``position`` among the last message of each partition of ``topic``,
-    or None when the topic is empty or missing."""
+async def published_tails(client_options: dict[str, Any], topic: str) -> dict[int, int | None]:
+    """The producer ``position`` of the last message in each partition of ``topic`` (None for
+    an empty partition); no partitions when the topic is missing."""
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options)
-    await consumer.start()
-    try:
+    try:  # closed even when it cannot start: an idle relay asks while the broker is away
+        await consumer.start()
         assignment = await topic_partitions(consumer, topic)
         if not assignment:
-            return None
+            return {}
         consumer.assign(assignment)
         ends = await consumer.end_offsets(assignment)
         starts = await consumer.beginning_offsets(assignment)
-        tails = [tp for tp in assignment if ends[tp] > starts[tp]]
-        for tp in tails:
+        tails: dict[int, int | None] = {tp.partition: None for tp in assignment}
+        remaining = {tp for tp in assignment if ends[tp] > starts[tp]}
+        for tp in remaining:
             consumer.seek(tp, ends[tp] - 1)
-        highest: int | None = None
-        remaining = set(tails)
         while remaining:
             batches = await consumer.getmany(*remaining, timeout_ms=5000)
             if not batches:
                 raise TimeoutError(f"could not read the tail of {topic}")
             for tp, records in batches.items():
-                for record in records:
-                    position = json.loads(record.value)["position"]
-                    highest = position if highest is None else max(highest, position)
+                tails[tp.partition] = json.loads(records[-1].value)["position"]
                 remaining.discard(tp)
-        return highest
+        return tails
     finally:
         await consumer.stop()
+
+
+#: A stored event as the tail check sees it: its log position and the partition its message
+#: goes to (None for an internal event, which has no message).
+Placed = tuple[int, int | None]
+#: The stored events in (after, upto] as ``Placed``: in log order, or newest first if asked.
+PlacedReader = Callable[[int, int, bool], Iterable[Placed]]
+
+
+def partition_of(key: bytes, partitions: int) -> int:
+    """The partition the relay's producer sends a message keyed ``key`` to: Kafka's default
+    partitioner (murmur2 of the key, as the Java client), which aiokafka's producer uses."""
+    partition: int = DefaultPartitioner()(key, list(range(partitions)), [])
+    return partition
+
+
+@dataclass
+class ExpectedTails:
+    """What each partition of a topic of ``partitions`` partitions must end with at least:
+    ``latest`` is the position of the latest stored event whose message goes there, among
+    the events up to ``upto`` (a partition that none goes to is absent). Kept between checks,
+    so that a check reads only the events stored since the last one."""
+
+    partitions: int
+    upto: int = 0
+    latest: dict[int, int] = field(default_factory=dict)
+
+    def read(self, newest_first: Iterable[Placed], upto: int) -> None:
+        """Bring ``latest`` up to ``upto`` from the events after ``self.upto``, newest first;
+        reading stops as soon as every partition has met its latest event."""
+        met: dict[int, int] = {}
+        for position, partition in newest_first:
+            if partition is not None and partition not in met:
+                met[partition] = position
+                if len(met) == self.partitions:
+                    break
+        self.latest |= met
+        self.upto = max(self.upto, upto)
+
+    def lost(self, tails: Mapping[int, int | None]) -> dict[int, int]:
+        """The partitions whose last message is behind the latest event published there,
+        each with the position of that last message (0 for an empty or missing partition)."""
+        found = {partition: tails.get(partition) or 0 for partition in self.latest}
+        return {
+            partition: tail for partition, tail in found.items() if self.latest[partition] > tail
+        }
+
+
+def republish_position(
+    expected: ExpectedTails, tails: Mapping[int, int | None], upto: int, read: PlacedReader
+) -> int | None:
+    """The position to republish after, when a partition's last message (``tails``) is
+    behind the latest event published there up to ``upto``: just before the first event such
+    a partition lost. None when no partition lost any."""
+    expected.read(read(expected.upto, upto, True), upto)
+    lost = expected.lost(tails)
+    if not lost:
+        return None
+    since = min(lost.values())
+    for position, partition in read(since, expected.upto, False):
+        if partition is not None and partition in lost and position > lost[partition]:
+            return position - 1
+    return since
 
 
 #: A Kafka message as the relay sends it: key, value and headers.
@@ -206,7 +274,10 @@ class OutboxRelay:
         poll_seconds: float = 1.0,
         idempotence: bool = True,
         compression: Compression | None = None,
+        tail_check_seconds: float | None = None,
     ) -> None:
+        """``tail_check_seconds``: how often an idle relay checks the topic for lost messages;
+        None takes ``OKR_OUTBOX_TAIL_CHECK_SECONDS`` from the environment's settings."""
         self._application = application
         self._topic = topic
         self._translate = translate
@@ -215,6 +286,9 @@ class OutboxRelay:
         self._poll_seconds = poll_seconds
         self._idempotence = idempotence
         self._compression = compression
+        if tail_check_seconds is None:
+            tail_check_seconds = Settings().outbox_tail_check_seconds
+        self._tail_check_seconds = tail_check_seconds
         self._tracking_name = OUTBOX_TRACKING_PREFIX + topic
         for series in (
             OUTBOX_ACTIVE,
@@ -237,10 +311,14 @@ class OutboxRelay:
         #: is due while busy.
         self._announced = 0
         self._checkpoint_due = 0.0
-        #: The highest offset the broker acknowledged per partition of the topic, and whether
-        #: it gave one again (it lost data).
+        #: The highest offset the broker acknowledged per partition of the topic.
         self._offsets: dict[int, int] = {}
-        self._lost_data = False
+        #: Where the next resume republishes from, when the broker was found to have lost
+        #: messages (instead of checking the topic again).
+        self._republish_from: int | None = None
+        #: What the partitions must end with, and when an idle relay next checks them.
+        self._expected = ExpectedTails(partitions=0)
+        self._tail_check_due = 0.0
 
     def wake_up(self, recordings: Sequence[Recording[UUID]]) -> None:
         """Called from any thread after a commit, so publishing starts at once, with the
@@ -327,6 +405,8 @@ class OutboxRelay:
                 yield published
                 if published == 0:
                     await self._idle()
+                    if await self._tail_lost():
+                        return  # to republish with a new producer
         finally:
             with contextlib.suppress(Exception):  # a broker that is gone cannot take a flush
                 await asyncio.wait_for(producer.stop(), 10)
@@ -359,43 +439,68 @@ class OutboxRelay:
             await asyncio.wait_for(self._wake.wait(), self._poll_seconds)
 
     async def _resume_position(self) -> int:
-        """Where to publish from: what the store recorded as published, or the topic's tail
-        when the topic lost events published before (its tail is behind a published one)."""
+        """Where to publish from: what the store recorded as published, or just before the
+        first event a partition of the topic lost."""
         recorded = await asyncio.to_thread(
             self._application.tracking_recorder.max_tracking_id, self._tracking_name
         )
         recorded = self._recorded = recorded or 0
         self._announced = 0  # the broker may have lost the heads too: announce again
         self._offsets.clear()  # a new producer, perhaps a new broker: offsets from now on
-        if self._lost_data:
-            self._lost_data = False
-            log.warning("%s lost messages it had acknowledged: republishing all", self._topic)
-            return 0
-        tail = await published_tail_position(self._client_options, self._topic) or 0
-        if tail >= recorded:
-            return recorded
-        # The recorded position may end with internal events (no message): only an event
-        # that has a message after the tail says the topic lost something.
-        if not await asyncio.to_thread(self._publishes_between, tail, recorded):
-            return recorded
-        log.warning(
-            "%s holds events only up to position %s but %s were published: republishing",
-            self._topic,
-            tail,
-            recorded,
-        )
-        return tail
+        self._tail_check_due = time.monotonic() + self._tail_check_seconds
+        lost_from, self._republish_from = self._republish_from, None
+        if lost_from is None:
+            lost_from = await self._lost_from(recorded)
+        return recorded if lost_from is None else min(lost_from, recorded)
 
-    def _publishes_between(self, after: int, upto: int) -> bool:
-        """Whether any stored event in (after, upto] is published as a message."""
-        while after < upto:
-            page = self._stored_events(after, upto)
-            if not page:
-                return False
-            if any(self._translate(event, position) is not None for position, event in page):
-                return True
-            after = page[-1][0]
-        return False
+    async def _tail_lost(self) -> bool:
+        """Every ``tail_check_seconds`` while idle: whether a partition of the topic lost
+        messages the broker acknowledged (the relay then republishes them)."""
+        if time.monotonic() < self._tail_check_due:
+            return False
+        self._tail_check_due = time.monotonic() + self._tail_check_seconds
+        self._republish_from = await self._lost_from(self.position)
+        return self._republish_from is not None
+
+    async def _lost_from(self, upto: int) -> int | None:
+        """The position to republish after when a partition of the topic lost events
+        published up to ``upto``; None when none did."""
+        tails = await published_tails(self._client_options, self._topic)
+        position = await asyncio.to_thread(self._republish_position, tails, upto)
+        if position is not None:
+            log.warning(
+                "%s lost published events (last positions per partition: %s; latest published "
+                "per partition: %s): republishing after position %s",
+                self._topic,
+                tails,
+                self._expected.latest,
+                position,
+            )
+        return position
+
+    def _republish_position(self, tails: Mapping[int, int | None], upto: int) -> int | None:
+        """``republish_position`` for this relay's topic, whose partitions end with ``tails``,
+        from the stored events."""
+        partitions = len(tails) or 1  # a missing topic lost everything: as one empty partition
+        if self._expected.partitions != partitions:
+            self._expected = ExpectedTails(partitions)
+        read = functools.partial(self._placed, partitions=partitions)
+        return republish_position(self._expected, tails, upto, read)
+
+    def _placed(
+        self, after: int, upto: int, newest_first: bool, partitions: int
+    ) -> Iterator[Placed]:
+        """The stored events in (after, upto], each with the partition its message goes to,
+        read a page at a time (in log order, or newest first)."""
+        starts = range(after, upto, self._batch_size)
+        for start in reversed(starts) if newest_first else starts:
+            page = self._stored_events(start, min(start + self._batch_size, upto))
+            for position, domain_event in reversed(page) if newest_first else page:
+                envelope = self._translate(domain_event, position)
+                yield (
+                    position,
+                    None if envelope is None else partition_of(envelope.key(), partitions),
+                )
 
     def _prepare(self) -> tuple[int, list[Message]]:
         """Read the next stored events and encode them (in a worker thread: this is CPU work
@@ -426,10 +531,10 @@ class OutboxRelay:
         complaint. Everything is published again then, from the start of the log."""
         for metadata in acknowledged:
             if metadata.offset <= self._offsets.get(metadata.partition, -1):
-                self._lost_data = True
+                self._republish_from = 0
                 raise BrokerLostData(
                     f"{self._topic}[{metadata.partition}] acknowledged offset {metadata.offset} "
-                    f"again, after {self._offsets[metadata.partition]}"
+                    f"again, after {self._offsets[metadata.partition]}: republishing all"
                 )
             self._offsets[metadata.partition] = metadata.offset
 

@@ -73,6 +73,9 @@ class Settings(BaseSettings):
 
     outbox_batch_size: int = Field(default=2000, ge=1)
     outbox_poll_seconds: float = Field(default=1.0, gt=0)
+    #: How often an idle outbox relay compares the last message of each partition of its
+    #: topic with what it published, and republishes what the broker lost.
+    outbox_tail_check_seconds: float = Field(default=30.0, gt=0)
     #: Records per consumed batch. Large batches are cheap per record: the alignment service
     #: stores one evaluation per key result per batch, whatever the readings in it.
     consumer_max_records: int = Field(default=10000, ge=1)

@@ -1,15 +1,22 @@
 """The relay takes committed events from memory when they follow on without a gap, and from
-the store otherwise: either way, every event once, in log order."""
+the store otherwise: either way, every event once, in log order. Its tail check finds, partition
+by partition, where to republish from when the topic lost messages."""
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, cast
 
+import pytest
 from eventsourcing.domain import Aggregate, event
+from eventsourcing.persistence import Tracking
 
 from contracts import Envelope
-from services.shared.outbox import OutboxRelay
+from services.shared import outbox
+from services.shared.outbox import ExpectedTails, OutboxRelay, partition_of, republish_position
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication, store_environment
 
@@ -63,18 +70,127 @@ def test_after_a_gap_the_store_answers(tmp_path: Path) -> None:
     assert not relay._committed, "what the store already gave is dropped from memory"
 
 
-def test_a_tail_behind_only_internal_events_is_no_loss(tmp_path: Path) -> None:
-    """The recorded position may end with events that have no message (internal ones): a
-    topic whose tail stops before them lost nothing, and nothing is republished."""
-    application = ServiceApplication(env=store_environment(Settings(data_dir=tmp_path)))
-    published_at = {2}
-    relay = OutboxRelay(
-        application,
-        "goal.events",
-        lambda event, position: cast(Envelope, event) if position in published_at else None,
-        {},
-    )
-    saved_events(application, 4)
+#: Three partitions, as every event topic has: an aggregate id whose messages go to each.
+PARTITIONS = 3
+KEYS = {partition_of(key.encode(), PARTITIONS): key for key in map("aggregate-{}".format, range(9))}
 
-    assert relay._publishes_between(2, 4) is False  # 3 and 4 are internal
-    assert relay._publishes_between(1, 4) is True  # 2 has a message the topic lost
+
+@dataclass
+class Keyed:
+    """Stands for an integration event: the tail check needs its key only."""
+
+    aggregate_id: str
+
+    def key(self) -> bytes:
+        return self.aggregate_id.encode()
+
+
+def stored_log(tmp_path: Path, placement: list[int | None]) -> OutboxRelay:
+    """A relay over a log whose event at position n + 1 has its message in partition
+    ``placement[n]`` (None: an internal event), read from the store a page of two at a time."""
+    application = ServiceApplication(env=store_environment(Settings(data_dir=tmp_path)))
+    saved_events(application, len(placement))
+
+    def translate(event: Any, position: int) -> Envelope | None:
+        partition = placement[position - 1]
+        return None if partition is None else cast(Envelope, Keyed(KEYS[partition]))
+
+    return OutboxRelay(application, "goal.events", translate, {}, batch_size=2)
+
+
+def test_tails_that_hold_every_partitions_latest_event_lost_nothing(tmp_path: Path) -> None:
+    tails: dict[int, int | None] = {0: 4, 1: 5, 2: 3}
+
+    relay = stored_log(tmp_path / "recorded", [0, 1, 2, 0, 1])
+    assert relay._republish_position(tails, upto=5) is None
+
+    # Published beyond the record (the relay stopped before recording it): nothing lost.
+    relay = stored_log(tmp_path / "beyond", [0, 1, 2, 0, 1])
+    assert relay._republish_position(tails, upto=3) is None
+
+
+def test_a_partition_that_lost_its_tail_is_found_though_another_is_ahead(
+    tmp_path: Path,
+) -> None:
+    """Partition 1 lost 4 and 6; partition 0 still ends with 5, past partition 1's tail: the
+    highest tail of all says nothing, partition 1's own tail does."""
+    relay = stored_log(tmp_path, [0, 1, 2, 1, 0, 1])
+
+    assert relay._republish_position({0: 5, 1: 2, 2: 3}, upto=6) == 3
+
+
+def test_an_empty_partition_that_should_hold_an_event_lost_it(tmp_path: Path) -> None:
+    relay = stored_log(tmp_path, [0, 1, 2, 0, 1])
+
+    assert relay._republish_position({0: 4, 1: 5, 2: None}, upto=5) == 2
+
+
+def test_internal_events_have_no_message_to_lose(tmp_path: Path) -> None:
+    """Nothing is missing when the log ends with internal events the topic never held, and a
+    partition's first lost event is found past the internal events after its tail."""
+    relay = stored_log(tmp_path, [0, 1, 2, None, None, 1, None])
+
+    assert relay._republish_position({0: 1, 1: 2, 2: 3}, upto=5) is None
+    assert relay._republish_position({0: 1, 1: 2, 2: 3}, upto=7) == 5
+
+
+def test_nothing_published_yet_lost_nothing(tmp_path: Path) -> None:
+    relay = stored_log(tmp_path, [0, 1, 2])
+
+    assert relay._republish_position({0: None, 1: None, 2: None}, upto=0) is None
+
+
+def test_a_missing_topic_lost_every_message(tmp_path: Path) -> None:
+    relay = stored_log(tmp_path, [None, 2, 0])
+
+    assert relay._republish_position({}, upto=3) == 1
+
+
+def test_the_check_reads_only_what_it_needs() -> None:
+    """Newest first until every partition has met its latest event, then, on the next
+    check, only the events stored since."""
+    placement: dict[int, int | None] = {1: 0, 2: 1, 3: 2, 4: None, 5: 0, 6: 1, 7: 2, 8: 2}
+    read_positions: list[int] = []
+
+    def read(after: int, upto: int, newest_first: bool) -> Iterator[tuple[int, int | None]]:
+        positions = range(after + 1, upto + 1)
+        for position in reversed(positions) if newest_first else positions:
+            read_positions.append(position)
+            yield position, placement[position]
+
+    expected = ExpectedTails(PARTITIONS)
+    tails: dict[int, int | None] = {0: 5, 1: 6, 2: 8}
+
+    assert republish_position(expected, tails, 7, read) is None
+    assert read_positions == [7, 6, 5]
+
+    read_positions.clear()
+    assert republish_position(expected, tails, 8, read) is None
+    assert read_positions == [8]
+    assert expected == ExpectedTails(PARTITIONS, upto=8, latest={0: 5, 1: 6, 2: 8})
+
+
+async def test_an_idle_relay_checks_the_tails_when_due(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The check an idle relay makes finds where to republish from, and the resume that
+    follows (with a new producer) starts there without looking again."""
+    relay = stored_log(tmp_path, [0, 1, 2])
+    relay._application.tracking_recorder.insert_tracking(Tracking(relay._tracking_name, 3))
+    relay.position = 3
+    looked: list[str] = []
+
+    async def tails(client_options: dict[str, Any], topic: str) -> dict[int, int | None]:
+        looked.append(topic)
+        return {0: 1, 1: None, 2: 3}
+
+    monkeypatch.setattr(outbox, "published_tails", tails)
+
+    relay._tail_check_due = time.monotonic() + 60
+    assert await relay._tail_lost() is False
+    assert looked == [], "not due yet"
+
+    relay._tail_check_due = time.monotonic()
+    assert await relay._tail_lost() is True
+    assert await relay._resume_position() == 1
+    assert looked == ["goal.events"]
