@@ -61,11 +61,12 @@ test: $(STAMP) tools lint typecheck
 bench: $(STAMP)
 	$(BIN)/python -m tests.bench
 
-# The long fault run: 30,000 readings, 300 objective changes, 8 kills, 2 broker restarts and
-# a wipe of the broker's data (a few minutes); `make test` runs a short one. A seed replays.
+# The long fault run on Apache Kafka: 30,000 readings, 300 objective changes, 8 kills, 2
+# broker restarts, a broker crash (SIGKILL) and a wipe of the broker's data (a few minutes);
+# `make test` runs a short one. A seed replays.
 faults: $(STAMP)
 	$(BIN)/python -m tests.faults --readings 30000 --objective-changes 300 --kills 8 \
-		--broker-restarts 2 --wipe $(FAULTS_ARGS)
+		--broker-restarts 2 --broker-crashes 1 --wipe $(FAULTS_ARGS)
 
 unit: $(STAMP)
 	$(BIN)/pytest tests/unit

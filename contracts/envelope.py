@@ -59,6 +59,16 @@ class Envelope(ContractModel):
     schema_version: int = Field(ge=1)
     producer: Producer
     position: int = Field(ge=1, description="Position of the event in the producer's log.")
+    epoch: str = Field(
+        default="",
+        max_length=32,
+        pattern=r"^[0-9A-Za-z_-]*$",
+        description=(
+            "The producer log's epoch the position counts in: a producer whose store was "
+            "restored from a backup or rebuilt numbers new events from earlier positions "
+            "again, in a new epoch. Empty from producers without epochs."
+        ),
+    )
     aggregate_id: str = Field(min_length=1, description="Also the Kafka message key.")
     aggregate_version: int = Field(ge=1)
     occurred_at: AwareDatetime
@@ -85,6 +95,12 @@ class Envelope(ContractModel):
         back from its own store, where they were validated on the way in. Every field must
         already have its declared type."""
         return cls.model_construct(**fields)  # type: ignore[return-value]
+
+    @property
+    def origin(self) -> str:
+        """The log ``position`` counts in: the producer, in its epoch when it has one.
+        Consumers record what they applied by (origin, position)."""
+        return f"{self.producer}@{self.epoch}" if self.epoch else self.producer
 
     def key(self) -> bytes:
         """The Kafka message key: the aggregate id, so one aggregate's events stay in order."""

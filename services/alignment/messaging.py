@@ -104,7 +104,7 @@ async def rebuild_from_topics(
     ``metrics.events`` (no service involved), by the service's own policy with its clock set
     to ``until``: the same rules, so the same answer. Events after ``until``, invalid ones and
     republished copies are left out. The store lives in ``data_dir`` (a scratch directory)."""
-    events: dict[tuple[str, int], Envelope] = {}
+    events: dict[tuple[str, int], Envelope] = {}  # by (origin, position): copies once
     for topic in (GOAL_EVENTS, METRICS_EVENTS):
         for record in await read_topic(client_options, topic):
             try:
@@ -112,7 +112,7 @@ async def rebuild_from_topics(
             except InvalidEvent:
                 continue
             if event.occurred_at <= until:
-                events[(event.producer, event.position)] = event
+                events[(event.origin, event.position)] = event
     application = AlignmentApplication(
         env=store_environment(Settings(service="alignment", data_dir=data_dir))
     )
@@ -126,6 +126,6 @@ async def rebuild_from_topics(
             policy.apply(event, unit)
         policy.finish(unit)
         application.record_batch(
-            unit.processing_event(), [Tracking(e.producer, e.position) for e in batch]
+            unit.processing_event(), [Tracking(e.origin, e.position) for e in batch]
         )
     return application

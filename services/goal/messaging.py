@@ -3,6 +3,7 @@ on ``goal.events`` (the outbox relay calls ``integration_event`` for every notif
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from contracts import (
@@ -57,12 +58,17 @@ def integration_event(domain_event: Any, position: int) -> Envelope | None:
     )
 
 
+def _scored_order(event: Envelope) -> tuple[datetime, int]:
+    return event.occurred_at, event.position
+
+
 class ScoreNotes:
     """Keeps the latest published scores of each objective (from ``alignment.events``) so
     that ``GET /objectives/{id}`` shows them; other alignment events are not for us.
 
     Only the latest score of each objective and key result in a batch is noted: the ones
-    before it would be replaced within the same transaction."""
+    before it would be replaced within the same transaction. Latest by when it was scored:
+    positions of different epochs (a rebuilt alignment service) do not compare."""
 
     def apply(self, event: Envelope, unit: UnitOfWork) -> None:
         latest: dict[tuple[str, str | None], Envelope] = unit.scratch.setdefault("latest", {})
@@ -72,13 +78,13 @@ class ScoreNotes:
             subject = (event.payload.objective_id, event.payload.key_result_id)
         else:
             return
-        if subject not in latest or latest[subject].position < event.position:
+        if subject not in latest or _scored_order(latest[subject]) < _scored_order(event):
             latest[subject] = event
 
     def finish(self, unit: UnitOfWork) -> None:
         latest: dict[tuple[str, str | None], Envelope] = unit.scratch.get("latest", {})
         for (objective_id, key_result_id), event in sorted(
-            latest.items(), key=lambda item: item[1].position
+            latest.items(), key=lambda item: _scored_order(item[1])
         ):
             scores = self._scores(unit, objective_id)
             if isinstance(event, ObjectiveScored):

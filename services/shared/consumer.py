@@ -2,8 +2,10 @@
 
 Kafka delivers at least once (offsets are committed after handling, and rewound on error).
 Exactly-once comes from the store: every applied event leaves a tracking record keyed by its
-producer and the producer's log position, committed in the same transaction as the events it
-caused. A redelivered, rebalanced or republished event finds its tracking record and is skipped.
+origin (the producer's log, in its epoch) and position there, committed in the same
+transaction as the events it caused. A redelivered, rebalanced or republished event finds its
+tracking record and is skipped; a restored or rebuilt producer writes in a new epoch, so its
+new events are applied even where their positions were used before.
 
 Malformed messages and events the policy refuses go to the DLQ; the consumer goes on.
 """
@@ -145,17 +147,17 @@ class TrackedConsumer:
 
     def _fresh(self, parsed: list[tuple[ConsumedRecord, Envelope]]) -> list[tuple[Any, Envelope]]:
         """The events of the batch not applied before (nor earlier in the same batch)."""
-        by_producer: dict[str, list[int]] = {}
+        by_origin: dict[str, list[int]] = {}
         for _, event in parsed:
-            by_producer.setdefault(event.producer, []).append(event.position)
+            by_origin.setdefault(event.origin, []).append(event.position)
         tracked = {
-            (producer, position)
-            for producer, positions in by_producer.items()
-            for position in self._application.tracking_recorder.select_tracked(producer, positions)
+            (origin, position)
+            for origin, positions in by_origin.items()
+            for position in self._application.tracking_recorder.select_tracked(origin, positions)
         }
         fresh = []
         for record, event in parsed:
-            key = (event.producer, event.position)
+            key = (event.origin, event.position)
             if key not in tracked:
                 tracked.add(key)
                 fresh.append((record, event))
@@ -180,7 +182,7 @@ class TrackedConsumer:
             if failed is None:
                 break
         self._policy.finish(unit)
-        trackings = [Tracking(event.producer, event.position) for _, event in fresh]
+        trackings = [Tracking(event.origin, event.position) for _, event in fresh]
         self._application.record_batch(unit.processing_event(), trackings)
         refused_records = {id(item.record) for item in refused.values()}
         count(r for r, _ in fresh if id(r) not in refused_records)("applied")

@@ -195,21 +195,22 @@ def kafka_cache() -> Path:
     return Path(os.environ.get("OKR_KAFKA_CACHE", Path(base) / "okr-platform"))
 
 
-def _requirement(tool: str) -> str:
-    if shutil.which(tool) is None:
-        return {"java": "Java 17+ (apt-get install openjdk-17-jre-headless)"}.get(
-            tool, f"{tool} (apt-get install {tool})"
-        )
-    return ""
+#: What to install for each program the broker needs.
+REQUIREMENTS = {
+    "java": "Java 17+ (apt-get install openjdk-17-jre-headless)",
+    "mvn": "Maven (apt-get install maven)",
+}
 
 
 def kafka_jars() -> Path:
     """The folder of the pinned release's jars, fetched from Maven Central on first use (one
-    process fetches while the others wait on a lock; an interrupted fetch leaves nothing)."""
-    missing = [need for need in (_requirement("java"), _requirement("mvn")) if need]
+    process fetches while the others wait on a lock; an interrupted fetch leaves nothing).
+    Raises ``BrokerUnavailable`` without Java, or without Maven while nothing is cached."""
+    lib = kafka_cache() / f"kafka-{kafka_version()}" / "lib"
+    needed = ("java",) if lib.is_dir() else ("java", "mvn")
+    missing = [REQUIREMENTS[program] for program in needed if shutil.which(program) is None]
     if missing:
         raise BrokerUnavailable("Apache Kafka needs " + " and ".join(missing))
-    lib = kafka_cache() / f"kafka-{kafka_version()}" / "lib"
     if lib.is_dir():
         return lib
     lib.parent.mkdir(parents=True, exist_ok=True)
@@ -310,7 +311,9 @@ class ApacheKafka(LocalBroker):
             check=False,
         )
         if formatted.returncode != 0:
-            raise RuntimeError(f"formatting Kafka's storage failed: {formatted.stdout}")
+            raise RuntimeError(
+                f"formatting Kafka's storage failed: {formatted.stdout}{formatted.stderr}"
+            )
 
     def command(self) -> list[str]:
         return self._java("kafka.Kafka", str(self.config_path))

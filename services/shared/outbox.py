@@ -46,8 +46,8 @@ from contracts import ContractModel, Envelope, stable_event_id
 from contracts.topics import AUDIT_HEADS
 from services.shared.broker import topic_partitions
 from services.shared.recorder import Lease
-from services.shared.settings import Compression, Settings
-from services.shared.store import OUTBOX_TRACKING_PREFIX, ServiceApplication
+from services.shared.settings import Compression
+from services.shared.store import OUTBOX_TRACKING_PREFIX, LogEpochs, ServiceApplication
 from services.shared.telemetry import (
     OUTBOX_ACTIVE,
     OUTBOX_BACKLOG,
@@ -242,13 +242,18 @@ def republish_position(
 Message = tuple[bytes, bytes, list[tuple[str, bytes]]]
 
 
-def encode_messages(events: Iterable[tuple[int, Any]], translate: Translator) -> list[Message]:
-    """The messages of stored (position, domain event) pairs; internal events have none."""
+def encode_messages(
+    events: Iterable[tuple[int, Any]], translate: Translator, epochs: LogEpochs | None = None
+) -> list[Message]:
+    """The messages of stored (position, domain event) pairs, each in the epoch of the log
+    its position belongs to; internal events have none."""
     messages = []
     for position, domain_event in events:
         envelope = translate(domain_event, position)
         if envelope is None:
             continue
+        if epochs is not None:
+            envelope = envelope.model_copy(update={"epoch": epochs.at(position)})
         headers = [
             ("event_type", envelope.event_type.encode()),
             ("schema_version", str(envelope.schema_version).encode()),
@@ -274,10 +279,10 @@ class OutboxRelay:
         poll_seconds: float = 1.0,
         idempotence: bool = True,
         compression: Compression | None = None,
-        tail_check_seconds: float | None = None,
+        tail_check_seconds: float = 30.0,
     ) -> None:
-        """``tail_check_seconds``: how often an idle relay checks the topic for lost messages;
-        None takes ``OKR_OUTBOX_TAIL_CHECK_SECONDS`` from the environment's settings."""
+        """``tail_check_seconds``: how often an idle relay checks the topic for lost messages
+        (``OKR_OUTBOX_TAIL_CHECK_SECONDS``)."""
         self._application = application
         self._topic = topic
         self._translate = translate
@@ -286,8 +291,6 @@ class OutboxRelay:
         self._poll_seconds = poll_seconds
         self._idempotence = idempotence
         self._compression = compression
-        if tail_check_seconds is None:
-            tail_check_seconds = Settings().outbox_tail_check_seconds
         self._tail_check_seconds = tail_check_seconds
         self._tracking_name = OUTBOX_TRACKING_PREFIX + topic
         for series in (
@@ -506,7 +509,7 @@ class OutboxRelay:
         """Read the next stored events and encode them (in a worker thread: this is CPU work
         the event loop need not wait for). Returns the last position read and the messages."""
         events = self._next_events()
-        messages = encode_messages(events, self._translate)
+        messages = encode_messages(events, self._translate, self._application.log_epochs())
         return (events[-1][0] if events else self.position), messages
 
     async def publish_pending(self, producer: AIOKafkaProducer) -> int:

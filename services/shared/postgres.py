@@ -68,6 +68,7 @@ class BatchTrackingPostgresRecorder(BatchTrackingRecorder, PostgresProcessRecord
         self._tracking = SQL("{}.{}").format(schema, Identifier(tracking_table_name))
         self._keys = SQL("{}.idempotency_keys").format(schema)
         self._chain = SQL("{}.audit_chain").format(schema)
+        self._epochs = SQL("{}.log_epochs").format(schema)
         self._last_link = SQL("SELECT hash FROM {} ORDER BY position DESC LIMIT 1").format(
             self._chain
         )
@@ -80,6 +81,10 @@ class BatchTrackingPostgresRecorder(BatchTrackingRecorder, PostgresProcessRecord
             SQL(
                 "CREATE TABLE IF NOT EXISTS {} (position bigint PRIMARY KEY, hash text NOT NULL)"
             ).format(self._chain),
+            SQL(
+                "CREATE TABLE IF NOT EXISTS {} "
+                "(first_position bigint PRIMARY KEY, epoch text NOT NULL)"
+            ).format(self._epochs),
         ]
 
     def create_table(self) -> None:
@@ -177,6 +182,27 @@ class BatchTrackingPostgresRecorder(BatchTrackingRecorder, PostgresProcessRecord
             )
             row = curs.fetchone()
             return row["hash"] if row else None
+
+    def start_epoch(self, epoch: str) -> None:
+        with self.datastore.transaction(commit=True) as curs:
+            # Under the events table's lock, as a writer: no position is taken meanwhile.
+            self._lock_table(curs)
+            curs.execute(
+                SQL(
+                    "INSERT INTO {} SELECT COALESCE(MAX(notification_id), 0) + 1, %s FROM {} "
+                    "ON CONFLICT (first_position) DO NOTHING"
+                ).format(self._epochs, self._events),
+                [epoch],
+            )
+
+    def select_epochs(self) -> list[tuple[int, str]]:
+        with self.datastore.transaction(commit=False) as curs:
+            curs.execute(
+                SQL("SELECT first_position, epoch FROM {} ORDER BY first_position").format(
+                    self._epochs
+                )
+            )
+            return [(row["first_position"], row["epoch"]) for row in curs.fetchall()]
 
     def select_tracked(self, application_name: str, positions: Sequence[int]) -> set[int]:
         statement = SQL(

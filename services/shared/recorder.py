@@ -41,7 +41,20 @@ class BatchTrackingRecorder(ProcessRecorder, ABC):
       such as KPI readings from outside systems, whose reading id is the idempotency key.
 
     Every stored event is also linked into the audit chain in the same transaction.
+
+    The log is divided into epochs (``start_epoch``): consumers track positions per epoch,
+    so that a store restored from a backup, or rebuilt, which numbers new events from an
+    earlier position again, has them applied instead of taken for ones applied before.
     """
+
+    @abstractmethod
+    def start_epoch(self, epoch: str) -> None:
+        """Begin ``epoch`` at the position after the last stored event (the next event's).
+        Should another epoch already begin there, that one holds: the store keeps one."""
+
+    @abstractmethod
+    def select_epochs(self) -> list[tuple[int, str]]:
+        """Every (first position, epoch), in position order."""
 
     @abstractmethod
     def select_links(self) -> list[StoredLink]:

@@ -114,6 +114,7 @@ class ServiceRuntime:
                 settings.kafka_client_options(),
                 batch_size=settings.outbox_batch_size,
                 poll_seconds=settings.outbox_poll_seconds,
+                tail_check_seconds=settings.outbox_tail_check_seconds,
                 idempotence=settings.kafka_idempotence,
                 compression=settings.kafka_compression_type(),
             )

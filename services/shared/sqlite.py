@@ -49,6 +49,9 @@ class BatchTrackingSQLiteRecorder(BatchTrackingRecorder, SQLiteProcessRecorder):
             "scope TEXT, key TEXT, PRIMARY KEY (scope, key)) WITHOUT ROWID",
             # The tamper-evident chain: one link per stored event, by its position.
             "CREATE TABLE IF NOT EXISTS audit_chain (position INTEGER PRIMARY KEY, hash TEXT)",
+            # Where each epoch of the log begins (see BatchTrackingRecorder).
+            "CREATE TABLE IF NOT EXISTS log_epochs "
+            "(first_position INTEGER PRIMARY KEY, epoch TEXT NOT NULL)",
         ]
 
     def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any) -> Any:
@@ -114,6 +117,19 @@ class BatchTrackingSQLiteRecorder(BatchTrackingRecorder, SQLiteProcessRecorder):
             c.execute("SELECT hash FROM audit_chain WHERE position = ?", [position])
             row = c.fetchone()
             return row[0] if row else None
+
+    def start_epoch(self, epoch: str) -> None:
+        with self.datastore.transaction(commit=True) as c:
+            c.execute(
+                "INSERT OR IGNORE INTO log_epochs SELECT COALESCE(MAX(rowid), 0) + 1, ? "
+                f"FROM {self.events_table_name}",
+                [epoch],
+            )
+
+    def select_epochs(self) -> list[tuple[int, str]]:
+        with self.datastore.transaction(commit=False) as c:
+            c.execute("SELECT first_position, epoch FROM log_epochs ORDER BY first_position")
+            return [(row[0], row[1]) for row in c.fetchall()]
 
     def select_tracked(self, application_name: str, positions: Sequence[int]) -> set[int]:
         found: set[int] = set()

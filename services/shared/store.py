@@ -8,6 +8,8 @@ The adapter (SQLite or PostgreSQL) is chosen by configuration, as ``eventsourcin
 from __future__ import annotations
 
 import threading
+import uuid
+from bisect import bisect_right
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
@@ -124,6 +126,19 @@ class ServiceRepository(Repository[UUID]):
 Listener = Callable[[Sequence[Recording[UUID]]], None]
 
 
+class LogEpochs:
+    """The epoch each position of a log belongs to. Positions before the first epoch (a log
+    written before stores had epochs) belong to none: the empty name."""
+
+    def __init__(self, epochs: Sequence[tuple[int, str]]) -> None:
+        self._first_positions = [first for first, _ in epochs]
+        self._names = [name for _, name in epochs]
+
+    def at(self, position: int) -> str:
+        index = bisect_right(self._first_positions, position) - 1
+        return self._names[index] if index >= 0 else ""
+
+
 class ServiceApplication(Application[UUID]):
     """Base of the three services' applications.
 
@@ -137,6 +152,11 @@ class ServiceApplication(Application[UUID]):
 
     def __init__(self, env: dict[str, str] | None = None) -> None:
         super().__init__(env)
+        #: Every process writes in an epoch of its own: a store restored from a backup, or
+        #: rebuilt, numbers its new events from an earlier position again, and consumers
+        #: tell them from the events once published at those positions by the epoch.
+        self.epoch = uuid.uuid4().hex[:12]
+        self.tracking_recorder.start_epoch(self.epoch)
         self._listeners: list[Listener] = []
         STORE_HEAD.set(self.max_position())
         #: Held by every writer that reads aggregates, decides and commits (consumed batches,
@@ -229,6 +249,11 @@ class ServiceApplication(Application[UUID]):
         if version is None:
             return None
         return self.repository.get(aggregate_id, version=version)
+
+    def log_epochs(self) -> LogEpochs:
+        """The epochs of this log as the store has them now (another instance sharing the
+        store may have begun one since)."""
+        return LogEpochs(self.tracking_recorder.select_epochs())
 
     def max_position(self) -> int:
         """The position of the last event in this service's log (0 when empty)."""

@@ -58,7 +58,7 @@ from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, KPI_READINGS, METRICS_EVENT
 from services.goal.application import GoalApplication
 from services.shared import long_poll
 from services.shared.broker import TOPIC_PARTITIONS, ensure_topics, topic_partitions
-from services.shared.local_broker import BrokerKind, LocalBroker, local_broker
+from services.shared.local_broker import BrokerKind, BrokerUnavailable, LocalBroker, local_broker
 from services.shared.long_poll import EMPTY_FETCH_PAUSE
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication, store_environment
@@ -1024,7 +1024,11 @@ def main() -> None:
     began = time.monotonic()
     root = Path(tempfile.mkdtemp(prefix="okr-bench-"))
     broker = local_broker(kind, root / kind, port=free_port())
-    broker.start()
+    try:
+        broker.start()
+    except BrokerUnavailable as missing:
+        shutil.rmtree(root, ignore_errors=True)
+        raise SystemExit(str(missing)) from None
     assert broker.process is not None
     bench = Bench(broker.bootstrap_servers, root, count, broker_pid=broker.process.pid)
     try:

@@ -23,6 +23,7 @@ from typing import Annotated, Literal
 
 import typer
 
+from services.shared.local_broker import BrokerUnavailable, kafka_jars
 from tests.faults import checks
 from tests.faults.journal import Finding, Journal
 from tests.faults.stack import SERVICES, Stack
@@ -37,6 +38,8 @@ class Options:
     objective_changes: int = 300
     kills: int = 8
     broker_restarts: int = 2
+    #: Broker crashes: SIGKILL, then a start on the same data.
+    broker_crashes: int = 1
     wipe: bool = True
     seed: int = 1
     #: Readings per second: the stream lasts readings / rate seconds, and the faults and the
@@ -44,8 +47,6 @@ class Options:
     rate: float = 300.0
     #: Share of the messages that are exact copies of a reading sent before.
     duplicates: float = 0.05
-    #: Restart the broker with SIGKILL instead of a graceful stop.
-    broker_crash: bool = False
     #: After the wipe, restart the services too. By default they stay up: their relays fail
     #: on the empty broker, start over, find the topics' tails behind and republish.
     restart_after_wipe: bool = False
@@ -61,7 +62,7 @@ class Options:
 class Fault:
     #: Seconds after the stream starts.
     at: float
-    kind: Literal["kill", "broker", "wipe"]
+    kind: Literal["kill", "broker", "crash", "wipe"]
     service: str | None
     #: How long the victim stays down.
     down: float
@@ -71,6 +72,8 @@ class Fault:
             return f"SIGKILL {self.service}, down {self.down:.1f}s"
         if self.kind == "broker":
             return f"broker restart, down {self.down:.1f}s"
+        if self.kind == "crash":
+            return f"broker crash (SIGKILL), down {self.down:.1f}s"
         return f"broker wipe, down {self.down:.1f}s"
 
 
@@ -82,6 +85,9 @@ def plan_faults(options: Options, rng: random.Random) -> list[Fault]:
     ]
     faults += [
         Fault(0, "broker", None, rng.uniform(0.2, 1.5)) for _ in range(options.broker_restarts)
+    ]
+    faults += [
+        Fault(0, "crash", None, rng.uniform(0.2, 1.5)) for _ in range(options.broker_crashes)
     ]
     if options.wipe:
         faults.append(Fault(0, "wipe", None, rng.uniform(0.2, 1.5)))
@@ -129,8 +135,8 @@ class FaultSchedule(threading.Thread):
                 if fault.kind == "kill":
                     assert fault.service is not None
                     self._kill(fault.service, fault.down)
-                elif fault.kind == "broker":
-                    self._restart_broker(fault.down)
+                elif fault.kind in ("broker", "crash"):
+                    self._restart_broker(fault.down, crash=fault.kind == "crash")
                 else:
                     self._wipe(fault.down)
                 self.struck += 1
@@ -175,8 +181,7 @@ class FaultSchedule(threading.Thread):
             f"{readiness.get('log_position')}, outbox backlog {readiness.get('outbox_backlog')}"
         )
 
-    def _restart_broker(self, down: float) -> None:
-        crash = self.options.broker_crash
+    def _restart_broker(self, down: float, crash: bool) -> None:
         # A crashed broker may lose what it acknowledged but had not yet written: the source
         # then sends its readings again, so hold the stream to know exactly which were
         # acknowledged. A graceful stop keeps everything.
@@ -256,7 +261,8 @@ def run(options: Options, journal: Journal | None = None) -> Journal:
     journal.heading(
         f"Fault run, seed {options.seed}: {len(readings)} readings ({unique} unique) on "
         f"{len(KPIS)} KPIs at {options.rate:.0f}/s, {options.objective_changes} objective "
-        f"changes, kills: {options.kills}, broker restarts: {options.broker_restarts}"
+        f"changes, kills: {options.kills}, broker restarts: {options.broker_restarts}, "
+        f"broker crashes: {options.broker_crashes}"
         f"{', 1 wipe' if options.wipe else ''}; work directory {work_dir}"
     )
     for fault in faults:
@@ -379,16 +385,18 @@ def main(
         int, typer.Option(help="Creates, redefinitions, check-ins, archivals.")
     ] = 300,
     kills: Annotated[int, typer.Option(help="SIGKILLs of random services.")] = 8,
-    broker_restarts: Annotated[int, typer.Option(help="Restarts of the broker.")] = 2,
+    broker_restarts: Annotated[
+        int, typer.Option(help="Graceful stops of the broker, each followed by a start.")
+    ] = 2,
     wipe: Annotated[
         bool, typer.Option(help="Once, delete the broker's data while it is down.")
     ] = True,
     seed: Annotated[int | None, typer.Option(help="Replays a run (default: a new one).")] = None,
     rate: Annotated[float, typer.Option(help="Readings per second.")] = 300.0,
     duplicates: Annotated[float, typer.Option(help="Share of messages resent.")] = 0.05,
-    broker_crash: Annotated[
-        bool, typer.Option(help="SIGKILL the broker instead of stopping it.")
-    ] = False,
+    broker_crashes: Annotated[
+        int, typer.Option(help="SIGKILLs of the broker, each followed by a start.")
+    ] = 1,
     restart_after_wipe: Annotated[
         bool, typer.Option(help="Also restart the services after the wipe.")
     ] = False,
@@ -406,9 +414,13 @@ def main(
         seed=seed if seed is not None else random.SystemRandom().randrange(1_000_000),
         rate=rate,
         duplicates=duplicates,
-        broker_crash=broker_crash,
+        broker_crashes=broker_crashes,
         restart_after_wipe=restart_after_wipe,
         settle_within=settle_within,
     )
+    try:
+        kafka_jars()
+    except BrokerUnavailable as missing:
+        raise SystemExit(str(missing)) from None
     if not run(options).passed:
         raise typer.Exit(1)

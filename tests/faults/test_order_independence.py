@@ -130,7 +130,7 @@ def scored(data_dir: Path, batches: Sequence[Sequence[Envelope]]) -> dict[str, A
                 policy.apply(event, unit)
             policy.finish(unit)
             application.record_batch(
-                unit.processing_event(), [Tracking(e.producer, e.position) for e in batch]
+                unit.processing_event(), [Tracking(e.origin, e.position) for e in batch]
             )
         track = application.track("obj")
         assert track.evaluation is not None

@@ -98,6 +98,7 @@ def test_created_objective_is_published_with_full_envelope(
         "schema_version",
         "producer",
         "position",
+        "epoch",
         "aggregate_id",
         "aggregate_version",
         "occurred_at",
@@ -110,6 +111,7 @@ def test_created_objective_is_published_with_full_envelope(
     assert isinstance(event, ObjectiveSet)
     assert event.actor == "ann"
     assert event.position == 1
+    assert len(event.epoch) == 12  # the goal process's own (see LogEpochs)
     assert event.event_id == stable_event_id("goal", objective_id, 1)
     assert [kr.title for kr in event.payload.key_results] == [
         "Onboard 300 new customers",

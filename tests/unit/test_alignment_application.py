@@ -70,7 +70,7 @@ class Alignment:
         for event in events:
             self.policy.apply(event, unit)
         self.policy.finish(unit)
-        trackings = [Tracking(event.producer, event.position) for event in events]
+        trackings = [Tracking(event.origin, event.position) for event in events]
         return self.app.record_batch(unit.processing_event(), trackings)
 
     def at(self, instant: datetime) -> None:

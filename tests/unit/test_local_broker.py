@@ -1,0 +1,33 @@
+"""What the local brokers need, said in one line when this machine lacks it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from services.shared.local_broker import BrokerUnavailable, kafka_jars, kafka_version
+
+
+def test_without_java_and_maven_the_line_says_what_to_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("OKR_KAFKA_CACHE", str(tmp_path))
+    monkeypatch.setattr(shutil, "which", lambda _: None)
+    with pytest.raises(BrokerUnavailable) as refused:
+        kafka_jars()
+    assert str(refused.value) == (
+        "Apache Kafka needs Java 17+ (apt-get install openjdk-17-jre-headless) "
+        "and Maven (apt-get install maven)"
+    )
+
+
+def test_cached_jars_need_java_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("OKR_KAFKA_CACHE", str(tmp_path))
+    (tmp_path / f"kafka-{kafka_version()}" / "lib").mkdir(parents=True)
+    monkeypatch.setattr(shutil, "which", lambda program: program == "java" or None)
+    assert kafka_jars() == tmp_path / f"kafka-{kafka_version()}" / "lib"
+    monkeypatch.setattr(shutil, "which", lambda _: None)
+    with pytest.raises(BrokerUnavailable, match="Java 17"):
+        kafka_jars()
