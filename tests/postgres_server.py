@@ -12,7 +12,6 @@ import contextlib
 import os
 import pwd
 import shutil
-import socket
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -20,6 +19,8 @@ from pathlib import Path
 
 import psycopg
 from psycopg import sql
+
+from services.shared.local_broker import free_port
 
 #: A folder holding ``initdb``, ``pg_ctl`` and ``postgres``; looked at before anything else.
 BINDIR_VARIABLE = "OKR_TEST_POSTGRES_BINDIR"
@@ -96,13 +97,6 @@ def _version(bindir: Path) -> tuple[int, ...]:
         return ()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 def _tail(title: str, text: str) -> str:
     lines = text.strip().splitlines()[-LOG_TAIL_LINES:]
     return "\n".join([f"{title} (last lines):", *(f"  | {line}" for line in lines or ["-"])])
@@ -127,7 +121,7 @@ class Cluster:
         self._bindir = bindir
         self._owner = self._system_user() if os.geteuid() == 0 else None
         self.server = PostgresServer(
-            host="127.0.0.1", port=_free_port(), user=SUPERUSER, password="", dbname=dbname
+            host="127.0.0.1", port=free_port(), user=SUPERUSER, password="", dbname=dbname
         )
         self.root = Path(tempfile.mkdtemp(prefix="okr-test-postgres-"))
         if self._owner is not None:

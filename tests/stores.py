@@ -17,7 +17,7 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, NoReturn
+from typing import Any, Literal
 
 import psycopg
 import pytest
@@ -31,6 +31,7 @@ from tests.postgres_server import (
     PostgresServer,
     find_bindir,
 )
+from tests.support import unavailable
 
 #: The database the tests' schemas live in, on the suite's own cluster.
 DBNAME = "test"
@@ -126,13 +127,7 @@ def _bindir() -> Path:
         return find_bindir()
     except BinariesMissing as missing:
         message = f"{missing} (make test does it as root)"
-    _unavailable(message)
-
-
-def _unavailable(message: str) -> NoReturn:
-    if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message, pytrace=False)
-    pytest.skip(message)
+    unavailable(message)
 
 
 def _connect(server: PostgresServer) -> psycopg.Connection[Any]:
@@ -148,7 +143,7 @@ def _connect(server: PostgresServer) -> psycopg.Connection[Any]:
         )
     except psycopg.OperationalError as error:
         reason = str(error).strip().splitlines()[0]
-    _unavailable(
+    unavailable(
         f"PostgreSQL is not reachable at {server.host}:{server.port} (database {server.dbname}, "
         f"user {server.user}): {reason}. Start it, or unset OKR_TEST_POSTGRES_* to let the "
         "suite start its own."

@@ -22,17 +22,10 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
 from services.shared import broker
-from services.shared.local_broker import ApacheKafka, BrokerUnavailable
+from services.shared.local_broker import ApacheKafka, BrokerUnavailable, free_port
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:
@@ -46,7 +39,7 @@ def unavailable(message: str) -> NoReturn:
     """A test cannot run here for want of ``message``: skipped with that one line, except
     under ``CI=true``, where everything CI can run must run, so it fails."""
     if os.environ.get("CI", "").lower() == "true":
-        pytest.fail(message)
+        pytest.fail(message, pytrace=False)
     pytest.skip(message)
 
 

@@ -40,7 +40,7 @@ LINEAGE_FIELDS = frozenset(LineageItem.model_fields)
 REPLAY_BATCH = 2000
 
 
-def integration_event(domain_event: Any, position: int) -> Envelope | None:
+def integration_event(domain_event: Any, position: int, epoch: str = "") -> Envelope | None:
     """The envelope for a stored event, or None for one that is not published."""
     if isinstance(domain_event, ObjectiveTrack.KeyResultEvaluated) and domain_event.published:
         aggregate_id = domain_event.objective_id
@@ -94,7 +94,7 @@ def integration_event(domain_event: Any, position: int) -> Envelope | None:
         )
     else:
         return None
-    return envelope_for(event_class, domain_event, position, payload, aggregate_id)
+    return envelope_for(event_class, domain_event, position, payload, aggregate_id, epoch=epoch)
 
 
 async def rebuild_from_topics(

@@ -47,14 +47,14 @@ def published_form(domain_event: Any) -> tuple[type[Envelope], ContractModel]:
     raise TypeError(f"no integration event for {type(domain_event).__qualname__}")
 
 
-def integration_event(domain_event: Any, position: int) -> Envelope | None:
+def integration_event(domain_event: Any, position: int, epoch: str = "") -> Envelope | None:
     """The envelope the outbox publishes for the stored event at ``position`` of the log, or
     None for the scores read model, which stays internal."""
     if isinstance(domain_event, ObjectiveScores.Event):
         return None
     event_class, payload = published_form(domain_event)
     return envelope_for(
-        event_class, domain_event, position, payload, str(domain_event.originator_id)
+        event_class, domain_event, position, payload, str(domain_event.originator_id), epoch=epoch
     )
 
 

@@ -55,10 +55,12 @@ def published_form(domain_event: Any) -> tuple[str, type[Envelope], ContractMode
     raise TypeError(f"no integration event for {type(domain_event).__qualname__}")
 
 
-def integration_event(domain_event: Any, position: int) -> Envelope:
+def integration_event(domain_event: Any, position: int, epoch: str = "") -> Envelope:
     """The envelope the outbox publishes; the aggregate id (and Kafka key) is the KPI key."""
     key, event_class, payload = published_form(domain_event)
-    return envelope_for(event_class, domain_event, position, payload, key, trusted=True)
+    return envelope_for(
+        event_class, domain_event, position, payload, key, epoch=epoch, trusted=True
+    )
 
 
 def parse_reading(raw: bytes | None) -> KPIReading:

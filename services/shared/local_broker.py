@@ -40,6 +40,7 @@ __all__ = [
     "BrokerUnavailable",
     "LocalBroker",
     "NoidaBroker",
+    "free_port",
     "kafka_version",
     "local_broker",
 ]
@@ -73,7 +74,8 @@ class BrokerUnavailable(RuntimeError):
     """The broker cannot run on this machine; the message says what to install."""
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A TCP port nobody listens on now, on the loopback interface."""
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
@@ -136,12 +138,19 @@ class LocalBroker:
     def running(self) -> bool:
         return self.process is not None and self.process.poll() is None
 
+    #: The signal that asks the broker for a clean shutdown.
+    stop_signal = signal.SIGTERM
+
+    def before_stop(self) -> None:
+        """Whatever the broker must be told before ``stop_signal`` keeps what it acknowledged."""
+
     def stop(self, timeout: float = 30.0) -> None:
         """A clean shutdown: everything acknowledged is on disk when it returns."""
-        if self.process is None or self.process.poll() is not None:
+        if self.process is None or not self.running:
             return
+        self.before_stop()
         with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGTERM)
+            os.killpg(self.process.pid, self.stop_signal)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -150,7 +159,7 @@ class LocalBroker:
 
     def kill(self) -> None:
         """SIGKILL to every process of the broker, as a crash would."""
-        if self.process is not None and self.process.poll() is None:
+        if self.process is not None and self.running:
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(self.process.pid, signal.SIGKILL)
             self.process.wait()
@@ -253,11 +262,16 @@ class ApacheKafka(LocalBroker):
 
     def __init__(self, data_dir: Path, port: int = 9092, host: str = "127.0.0.1") -> None:
         super().__init__(data_dir, port, host)
-        self.controller_port = _free_port()
+        self.controller_port = free_port()
 
     @property
     def logs_dir(self) -> Path:
         return self.data_dir / "logs"
+
+    @property
+    def kraft_dir(self) -> Path:
+        """The broker's log directory: its topics and its metadata."""
+        return self.data_dir / "kraft"
 
     def properties(self) -> dict[str, str]:
         """The server's configuration: compose's settings, with this process's addresses."""
@@ -270,7 +284,7 @@ class ApacheKafka(LocalBroker):
             "inter.broker.listener.name": "PLAINTEXT",
             "controller.listener.names": "CONTROLLER",
             "controller.quorum.voters": f"1@{self.host}:{self.controller_port}",
-            "log.dirs": str(self.data_dir / "kraft"),
+            "log.dirs": str(self.kraft_dir),
         }
 
     def _java(self, main_class: str, *arguments: str) -> list[str]:
@@ -296,7 +310,7 @@ class ApacheKafka(LocalBroker):
         self.config_path.write_text(
             "".join(f"{name}={value}\n" for name, value in self.properties().items())
         )
-        if (self.data_dir / "kraft" / "meta.properties").exists():
+        if (self.kraft_dir / "meta.properties").exists():
             return
         cluster_id = uuid.uuid4().bytes
         formatted = subprocess.run(
@@ -351,25 +365,18 @@ class NoidaBroker(LocalBroker):
             *("--kafka-port", str(self.port), "--data-dir", str(self.data_dir)),
         ]
 
-    def stop(self, timeout: float = 30.0) -> None:
+    stop_signal = signal.SIGINT
+
+    def before_stop(self) -> None:
         """noida-db keeps records in memory between periodic saves, and a signal alone (even
         SIGINT) loses the last seconds of them: it is first told to save and stop through
         its own command."""
-        if self.process is None or self.process.poll() is not None:
-            return
         subprocess.run(
             [noida_executable(), "stop", "kafka", "--data-dir", str(self.data_dir)],
             capture_output=True,
             timeout=120,
             check=False,
         )
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.process.pid, signal.SIGINT)
-        try:
-            self.process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            self.kill()
-        self._wait_gone(timeout)
 
 
 def local_broker(kind: BrokerKind, data_dir: Path, port: int = 9092) -> LocalBroker:

@@ -34,7 +34,7 @@ import time
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -63,9 +63,13 @@ MAX_HELD = 50_000
 #: How often a busy relay records its position and announces the chain head.
 CHECKPOINT_SECONDS = 1.0
 
-#: Turns one stored domain event (and its log position) into the integration event to publish,
-#: or None for an event that stays internal to the service.
-Translator = Callable[[Any, int], Envelope | None]
+
+class Translator(Protocol):
+    """Turns one stored domain event (with its log position, and the epoch of the log that
+    position belongs to) into the integration event to publish, or None for an event that
+    stays internal to the service."""
+
+    def __call__(self, domain_event: Any, position: int, epoch: str = "", /) -> Envelope | None: ...
 
 
 def envelope_for(
@@ -75,9 +79,11 @@ def envelope_for(
     payload: ContractModel,
     aggregate_id: str,
     *,
+    epoch: str = "",
     trusted: bool = False,
 ) -> Envelope:
-    """The envelope of a stored domain event at ``position`` of its producer's log.
+    """The envelope of a stored domain event at ``position`` of its producer's log, in
+    ``epoch``.
 
     The event id derives from (producer, aggregate id, version), so a republished event keeps
     it; the actor and correlation id come from the event when it records them. ``trusted``
@@ -90,6 +96,7 @@ def envelope_for(
         "schema_version": schema_version,
         "producer": producer,
         "position": position,
+        "epoch": epoch,
         "aggregate_id": aggregate_id,
         "aggregate_version": domain_event.originator_version,
         "occurred_at": domain_event.timestamp,
@@ -249,11 +256,9 @@ def encode_messages(
     its position belongs to; internal events have none."""
     messages = []
     for position, domain_event in events:
-        envelope = translate(domain_event, position)
+        envelope = translate(domain_event, position, epochs.at(position) if epochs else "")
         if envelope is None:
             continue
-        if epochs is not None:
-            envelope = envelope.model_copy(update={"epoch": epochs.at(position)})
         headers = [
             ("event_type", envelope.event_type.encode()),
             ("schema_version", str(envelope.schema_version).encode()),

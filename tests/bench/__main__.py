@@ -58,12 +58,18 @@ from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, KPI_READINGS, METRICS_EVENT
 from services.goal.application import GoalApplication
 from services.shared import long_poll
 from services.shared.broker import TOPIC_PARTITIONS, ensure_topics, topic_partitions
-from services.shared.local_broker import BrokerKind, BrokerUnavailable, LocalBroker, local_broker
+from services.shared.local_broker import (
+    BrokerKind,
+    BrokerUnavailable,
+    LocalBroker,
+    free_port,
+    local_broker,
+)
 from services.shared.long_poll import EMPTY_FETCH_PAUSE
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication, store_environment
 from tests.bench.ceiling import ceilings
-from tests.support import ServiceProcess, free_port, metric_value, wait_for
+from tests.support import ServiceProcess, metric_value, wait_for
 
 RESULTS = Path("var/bench/results.json")
 #: Where the services' logs are kept when a run fails (the run's directory is removed).

@@ -149,7 +149,7 @@ async def _run_stage(
             if sink is not None:
                 sent = [
                     await producer.send(sink, value, key=key, headers=headers)
-                    for key, value, headers in encode_messages(events, lambda event, _: event)
+                    for key, value, headers in encode_messages(events, lambda event, *_: event)
                 ]
                 await asyncio.gather(*sent)
             await consumer.commit()

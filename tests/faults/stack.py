@@ -15,8 +15,8 @@ import httpx
 
 from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, KPI_READINGS, METRICS_EVENTS
 from services.shared.broker import ensure_topics
-from services.shared.local_broker import ApacheKafka
-from tests.support import ServiceProcess, free_port, group_caught_up
+from services.shared.local_broker import ApacheKafka, free_port
+from tests.support import ServiceProcess, group_caught_up
 
 SERVICES = ("goal", "metrics", "alignment")
 #: Consumer group -> the topics it consumes: settled means each is consumed to its end.

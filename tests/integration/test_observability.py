@@ -20,8 +20,8 @@ from aiokafka import AIOKafkaProducer
 
 from contracts import KPI_READINGS
 from services import demo
-from services.shared.local_broker import ApacheKafka
-from tests.support import ROOT, ServiceProcess, free_port, wait_for
+from services.shared.local_broker import ApacheKafka, free_port
+from tests.support import ROOT, ServiceProcess, wait_for
 
 pytestmark = pytest.mark.integration
 

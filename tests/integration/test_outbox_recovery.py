@@ -154,7 +154,7 @@ def test_a_partition_that_lost_its_tail_gets_it_back(
             goal.stop()
         broker.stop()
         # Kafka recreates, empty, the log of a partition assigned to it that it cannot find.
-        shutil.rmtree(broker.data_dir / "kraft" / f"{GOAL_EVENTS}-{damaged}")
+        shutil.rmtree(broker.kraft_dir / f"{GOAL_EVENTS}-{damaged}")
         broker.start()
         if restart:
             assert damaged not in positions_by_partition(broker), "the partition's log is gone"

@@ -15,13 +15,13 @@ from tests.bench.ceiling import recorded, scored
 def test_a_reading_goes_through_both_stages_as_contract_messages() -> None:
     raw = json.dumps(reading(7)).encode()
 
-    [(key, value, headers)] = encode_messages([(1, recorded(raw, 1))], lambda e, _: e)
+    [(key, value, headers)] = encode_messages([(1, recorded(raw, 1))], lambda e, *_: e)
     published = parse_event(value, dict(headers)["event_type"].decode())
     assert isinstance(published, KPIRecorded)
     assert key == b"kpi_007"
     assert published.payload.value == reading(7)["value"]
 
-    [(_, value, headers)] = encode_messages([(1, scored(value, "KPIRecorded", 1))], lambda e, _: e)
+    [(_, value, headers)] = encode_messages([(1, scored(value, "KPIRecorded", 1))], lambda e, *_: e)
     score = parse_event(value, dict(headers)["event_type"].decode())
     assert isinstance(score, KeyResultScored)
     assert score.payload.value == reading(7)["value"]

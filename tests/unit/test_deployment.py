@@ -9,7 +9,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -21,7 +20,7 @@ from typing import Any
 import pytest
 import yaml
 
-from services.shared.local_broker import KAFKA_SETTINGS, ApacheKafka, kafka_version
+from services.shared.local_broker import KAFKA_SETTINGS, ApacheKafka, free_port, kafka_version
 from services.shared.settings import DEFAULT_PORTS, Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -433,13 +432,6 @@ def live_service() -> Iterator[int]:
     yield server.server_address[1]
     server.shutdown()
     server.server_close()
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def test_image_healthcheck_tells_a_live_service_from_a_dead_one(live_service: int) -> None:

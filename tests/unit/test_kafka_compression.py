@@ -44,9 +44,7 @@ def test_the_relay_producer_compresses(tmp_path: Path, monkeypatch: pytest.Monke
 
     monkeypatch.setattr(outbox, "AIOKafkaProducer", Producer)
     application = ServiceApplication(env=store_environment(Settings(data_dir=tmp_path)))
-    relay = OutboxRelay(
-        application, "goal.events", lambda event, position: None, {}, compression="zstd"
-    )
+    relay = OutboxRelay(application, "goal.events", lambda event, *_: None, {}, compression="zstd")
 
     async def first_batch() -> None:
         async for _ in relay._publish_while_leading(lease=None):  # type: ignore[arg-type]

@@ -32,7 +32,7 @@ class Counter(Aggregate):
 
 def relay_for(tmp_path: Path) -> tuple[ServiceApplication, OutboxRelay]:
     application = ServiceApplication(env=store_environment(Settings(data_dir=tmp_path)))
-    relay = OutboxRelay(application, "goal.events", lambda event, position: None, {})
+    relay = OutboxRelay(application, "goal.events", lambda event, *_: None, {})
     application.on_recorded(relay.wake_up)  # as ``run`` does
     return application, relay
 
@@ -91,7 +91,7 @@ def stored_log(tmp_path: Path, placement: list[int | None]) -> OutboxRelay:
     application = ServiceApplication(env=store_environment(Settings(data_dir=tmp_path)))
     saved_events(application, len(placement))
 
-    def translate(event: Any, position: int) -> Envelope | None:
+    def translate(event: Any, position: int, epoch: str = "") -> Envelope | None:
         partition = placement[position - 1]
         return None if partition is None else cast(Envelope, Keyed(KEYS[partition]))
 
