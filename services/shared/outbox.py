@@ -321,9 +321,11 @@ class OutboxRelay:
         self._checkpoint_due = 0.0
         #: The highest offset the broker acknowledged per partition of the topic.
         self._offsets: dict[int, int] = {}
-        #: Where the next resume republishes from, when the broker was found to have lost
-        #: messages (instead of checking the topic again).
-        self._republish_from: int | None = None
+        #: When the broker was found to have lost messages: the position to republish from,
+        #: and the one the republish must reach. Every resume starts there (instead of
+        #: checking the topic again) until the relay got that far: a republish that fails
+        #: midway leaves the topic looking whole where newer messages follow the loss.
+        self._republishing: tuple[int, int] | None = None
         #: What the partitions must end with, and when an idle relay next checks them.
         self._expected = ExpectedTails(partitions=0)
         self._tail_check_due = 0.0
@@ -456,9 +458,9 @@ class OutboxRelay:
         self._announced = 0  # the broker may have lost the heads too: announce again
         self._offsets.clear()  # a new producer, perhaps a new broker: offsets from now on
         self._tail_check_due = time.monotonic() + self._tail_check_seconds
-        lost_from, self._republish_from = self._republish_from, None
-        if lost_from is None:
-            lost_from = await self._lost_from(recorded)
+        if self._republishing is not None:
+            return min(self._republishing[0], recorded)
+        lost_from = await self._lost_from(recorded)
         return recorded if lost_from is None else min(lost_from, recorded)
 
     async def _tail_lost(self) -> bool:
@@ -467,8 +469,10 @@ class OutboxRelay:
         if time.monotonic() < self._tail_check_due:
             return False
         self._tail_check_due = time.monotonic() + self._tail_check_seconds
-        self._republish_from = await self._lost_from(self.position)
-        return self._republish_from is not None
+        lost_from = await self._lost_from(self.position)
+        if lost_from is not None:
+            self._republishing = (lost_from, self.position)
+        return lost_from is not None
 
     async def _lost_from(self, upto: int) -> int | None:
         """The position to republish after when a partition of the topic lost events
@@ -526,12 +530,20 @@ class OutboxRelay:
             for key, value, headers in messages
         ]
         self._check_offsets(await asyncio.gather(*confirmations))
-        advanced, self.position = last - self.position, last
+        advanced = last - self.position
+        self._reached(last)
         OUTBOX_PUBLISHED.labels(self._topic).inc(len(messages))
         if time.monotonic() >= self._checkpoint_due:
             await self._checkpoint(producer)
         await self._report_backlog()
         return advanced
+
+    def _reached(self, position: int) -> None:
+        """Everything up to ``position`` is acknowledged: a republish that got this far is
+        done."""
+        self.position = position
+        if self._republishing is not None and position >= self._republishing[1]:
+            self._republishing = None
 
     def _check_offsets(self, acknowledged: Sequence[RecordMetadata]) -> None:
         """Offsets only grow in a partition: one the broker gives again means it lost what it
@@ -539,7 +551,7 @@ class OutboxRelay:
         complaint. Everything is published again then, from the start of the log."""
         for metadata in acknowledged:
             if metadata.offset <= self._offsets.get(metadata.partition, -1):
-                self._republish_from = 0
+                self._republishing = (0, max(self.position, self._recorded))
                 raise BrokerLostData(
                     f"{self._topic}[{metadata.partition}] acknowledged offset {metadata.offset} "
                     f"again, after {self._offsets[metadata.partition]}: republishing all"

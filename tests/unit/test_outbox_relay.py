@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from aiokafka.structs import RecordMetadata
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import Tracking
 
@@ -73,6 +74,14 @@ def test_after_a_gap_the_store_answers(tmp_path: Path) -> None:
 #: Three partitions, as every event topic has: an aggregate id whose messages go to each.
 PARTITIONS = 3
 KEYS = {partition_of(key.encode(), PARTITIONS): key for key in map("aggregate-{}".format, range(9))}
+
+
+@dataclass
+class Acknowledged:
+    """What the relay reads of the broker's acknowledgement of a message."""
+
+    partition: int
+    offset: int
 
 
 @dataclass
@@ -194,3 +203,27 @@ async def test_an_idle_relay_checks_the_tails_when_due(
     assert await relay._tail_lost() is True
     assert await relay._resume_position() == 1
     assert looked == ["goal.events"]
+
+
+async def test_a_republish_that_failed_midway_starts_over_until_it_got_through(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The broker lost everything and took newer messages since: the topic's tails look
+    whole. A republish that fails before it gets through must not be forgotten."""
+    relay = stored_log(tmp_path, [0, 1, 2, 0, 1, 2])
+    relay._application.tracking_recorder.insert_tracking(Tracking(relay._tracking_name, 6))
+    relay.position = 6
+    relay._offsets = {0: 5}
+
+    async def whole(client_options: dict[str, Any], topic: str) -> dict[int, int | None]:
+        return {0: 4, 1: 5, 2: 6}
+
+    monkeypatch.setattr(outbox, "published_tails", whole)
+    with pytest.raises(outbox.BrokerLostData):
+        relay._check_offsets([cast(RecordMetadata, Acknowledged(partition=0, offset=0))])
+
+    assert await relay._resume_position() == 0
+    relay._reached(3)  # republished up to here, then the producer failed
+    assert await relay._resume_position() == 0, "the republish is not done"
+    relay._reached(6)
+    assert await relay._resume_position() == 6, "got through: the topic is checked again"
