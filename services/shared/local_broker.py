@@ -27,6 +27,7 @@ import tempfile
 import time
 import uuid
 import xml.etree.ElementTree as ElementTree
+from collections.abc import Callable
 from pathlib import Path
 from typing import Literal
 
@@ -312,12 +313,11 @@ class ApacheKafka(LocalBroker):
         )
         if (self.kraft_dir / "meta.properties").exists():
             return
-        cluster_id = uuid.uuid4().bytes
         formatted = subprocess.run(
             self._java(
                 "kafka.tools.StorageTool",
                 "format",
-                *("--cluster-id", _base64_uuid(cluster_id)),
+                *("--cluster-id", cluster_id()),
                 *("--config", str(self.config_path)),
             ),
             capture_output=True,
@@ -338,9 +338,14 @@ class ApacheKafka(LocalBroker):
         return self.data_dir / "kafka.out"
 
 
-def _base64_uuid(raw: bytes) -> str:
-    """A cluster id as Kafka writes one: URL-safe base64 of 16 bytes, unpadded."""
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+def cluster_id(draw: Callable[[], bytes] = lambda: uuid.uuid4().bytes) -> str:
+    """A new cluster id as Kafka makes one: URL-safe base64 of 16 random bytes,
+    unpadded, drawn again when it starts with '-' (the storage tool's argument
+    parser would take such an id for an option, as Kafka's own ``Uuid`` avoids)."""
+    while True:
+        encoded = base64.urlsafe_b64encode(draw()).decode().rstrip("=")
+        if not encoded.startswith("-"):
+            return encoded
 
 
 def noida_executable() -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.shared.local_broker import BrokerUnavailable, kafka_jars, kafka_version
+from services.shared.local_broker import BrokerUnavailable, cluster_id, kafka_jars, kafka_version
 
 
 def test_without_java_and_maven_the_line_says_what_to_install(
@@ -31,3 +31,10 @@ def test_cached_jars_need_java_only(monkeypatch: pytest.MonkeyPatch, tmp_path: P
     monkeypatch.setattr(shutil, "which", lambda _: None)
     with pytest.raises(BrokerUnavailable, match="Java 17"):
         kafka_jars()
+
+
+def test_a_cluster_id_never_starts_with_a_dash() -> None:
+    # 0xf8 encodes to '-' as the first URL-safe base64 character: the storage
+    # tool would read such an id as an option and refuse to format.
+    draws = iter([b"\xf8" + bytes(15), b"\x00" * 16])
+    assert cluster_id(lambda: next(draws)) == "AAAAAAAAAAAAAAAAAAAAAA"
