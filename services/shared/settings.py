@@ -1,4 +1,4 @@
-"""Settings of a service process, read from environment variables (see README, Configuration)."""
+"""Settings of a service process, from environment variables (docs/operations.md, Configuration)."""
 
 from __future__ import annotations
 

@@ -520,18 +520,22 @@ def test_postgres_init_script_stops_without_a_password(tmp_path: Path) -> None:
     assert len(calls) == 2, "goal and metrics created, alignment not"
 
 
-# The README's configuration reference
+# The documentation: the configuration reference is complete, and links lead somewhere
+
+OPERATIONS_DOC = ROOT / "docs/operations.md"
+DOCUMENTS = (ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")))
 
 
-def readme_section(title: str) -> str:
-    readme = (ROOT / "README.md").read_text()
-    start = readme.index(f"\n## {title}\n")
-    end = readme.find("\n## ", start + 1)
-    return readme[start : end if end != -1 else None]
+def doc_section(document: Path, title: str) -> str:
+    """The ``## title`` section of a Markdown document, up to the next ``## `` heading."""
+    text = document.read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
 
 
-def test_readme_configuration_documents_every_setting() -> None:
-    section = readme_section("Configuration")
+def test_operations_configuration_documents_every_setting() -> None:
+    section = doc_section(OPERATIONS_DOC, "Configuration")
     names = []
     for field_name, field in Settings.model_fields.items():
         if field_name == "service":
@@ -542,7 +546,35 @@ def test_readme_configuration_documents_every_setting() -> None:
     assert [name for name in names if f"`{name}`" not in section] == []
 
 
-def test_readme_documents_every_deployment_variable() -> None:
-    section = readme_section("Production deployment (docker-compose)")
+def test_operations_documents_every_deployment_variable() -> None:
+    section = doc_section(OPERATIONS_DOC, "Production deployment (docker-compose)")
     variables = set(env_file_variables(ENV_EXAMPLE))
     assert [name for name in sorted(variables) if f"`{name}`" not in section] == []
+
+
+def heading_anchors(document: Path) -> set[str]:
+    """The anchors GitHub gives a document's headings."""
+    anchors, in_code = set(), False
+    for line in document.read_text().splitlines():
+        in_code ^= line.startswith("```")
+        if not in_code and (heading := re.match(r"#{1,6} (.+)", line)):
+            slug = re.sub(r"[^\w\- ]", "", heading.group(1).strip().lower())
+            anchors.add(slug.replace(" ", "-"))
+    return anchors
+
+
+def test_documentation_links_lead_to_files_and_headings_that_exist() -> None:
+    broken = []
+    for document in DOCUMENTS:
+        for target in re.findall(r"\]\(([^)\s]+)\)", document.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue  # http(s) and mailto: not followed here
+            path, _, anchor = target.partition("#")
+            linked = (document.parent / path).resolve() if path else document
+            if not linked.exists():
+                broken.append(f"{document.name}: {target}")
+            elif anchor and linked.suffix == ".md" and anchor not in heading_anchors(linked):
+                broken.append(f"{document.name}: {target} (no such heading)")
+            elif ROOT not in linked.parents:
+                broken.append(f"{document.name}: {target} (outside the repository)")
+    assert broken == []
