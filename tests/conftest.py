@@ -8,6 +8,7 @@ from hypothesis import settings
 
 from tests.postgres_server import PostgresServer
 from tests.stores import Store, open_store, serve_postgres
+from tests.support import stop_leftovers
 
 # Services built in the tests' own process serve without tokens, unless a test gives some
 # (tests/integration/test_auth.py); in production a service without tokens refuses to start.
@@ -17,6 +18,15 @@ os.environ.setdefault("OKR_AUTH_DISABLED", "true")
 # for reasons that are not the property's; every property still runs its examples.
 settings.register_profile("okr", deadline=None)
 settings.load_profile("okr")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_service_left_running() -> Iterator[None]:
+    """A fixture that forgets to stop a service leaves it loading the machine for the rest
+    of the session (and after): stop it, and fail, naming it."""
+    yield
+    leftovers = stop_leftovers()
+    assert not leftovers, f"tests left service processes running: {leftovers}"
 
 
 @pytest.fixture(scope="session")

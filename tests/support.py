@@ -67,6 +67,10 @@ def wait_for(condition: Callable[[], T], within: float = 30.0, what: str = "cond
         time.sleep(0.05)
 
 
+#: Every service process the tests started, so that one left running is found and stopped.
+STARTED: list[subprocess.Popen[bytes]] = []
+
+
 @dataclass
 class ServiceProcess:
     """One service (``python -m services.<name>``) as its own process, as in production."""
@@ -114,6 +118,7 @@ class ServiceProcess:
             stderr=subprocess.STDOUT,
         )
         log.close()
+        STARTED.append(self.process)
         wait_for(self.ready, timeout, f"{self.name} to be ready")
         return self
 
@@ -143,6 +148,16 @@ class ServiceProcess:
                 self.process.wait(20)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+def stop_leftovers() -> list[str]:
+    """Kill the service processes still running; returns what they were."""
+    leftovers = [process for process in STARTED if process.poll() is None]
+    for process in leftovers:
+        process.kill()
+        process.wait()
+    STARTED.clear()
+    return [f"{process.args!r} (pid {process.pid})" for process in leftovers]
 
 
 def read_topic(bootstrap: str, topic: str) -> list[ConsumerRecord[bytes, bytes]]:

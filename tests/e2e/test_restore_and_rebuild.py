@@ -24,16 +24,18 @@ pytestmark = pytest.mark.e2e
 @pytest.fixture
 def stack(tmp_path: Path) -> Iterator[dict[str, Any]]:
     broker = apache_kafka(tmp_path / "kafka")
-    services: dict[str, ServiceProcess] = {}
+    stack: dict[str, Any] = {"broker": broker, "root": tmp_path}
     try:
         for name in ("goal", "metrics", "alignment"):
             (tmp_path / name).mkdir()
-            services[name] = ServiceProcess(name, tmp_path / name, broker.bootstrap_servers)
-            services[name].start()
-        yield {"broker": broker, "root": tmp_path, **services}
+            stack[name] = ServiceProcess(name, tmp_path / name, broker.bootstrap_servers)
+            stack[name].start()
+        yield stack
     finally:
-        for service in services.values():
-            service.stop()
+        # A test may replace a service (a rebuilt one): stop whatever the stack holds now.
+        for service in stack.values():
+            if isinstance(service, ServiceProcess):
+                service.stop()
         broker.stop()
 
 
