@@ -5,7 +5,7 @@ APIs. Loaded once: a service that already holds objectives (or KPIs) gets nothin
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import httpx
@@ -13,18 +13,44 @@ import httpx
 CEO = "dana.ceo"
 
 
+@dataclass(frozen=True)
+class DemoPeriods:
+    """The demo's periods, around the day it is loaded: the seeds' yearly, quarterly and
+    half-year OKRs stay current, so a reading observed now counts towards them."""
+
+    year: str
+    quarter: str
+    half: dict[str, str]
+
+    @classmethod
+    def around(cls, today: date) -> DemoPeriods:
+        quarter = (today.month - 1) // 3 + 1
+        quarter_end = (
+            date(today.year, quarter * 3 + 1, 1) - timedelta(days=1)
+            if quarter < 4
+            else date(today.year, 12, 31)
+        )
+        start_month = quarter_end.year * 12 + quarter_end.month - 6  # counted from year 0
+        half_start = date(start_month // 12, start_month % 12 + 1, 1)
+        return cls(
+            year=str(today.year),
+            quarter=f"{today.year}-Q{quarter}",
+            half={"start": half_start.isoformat(), "end": quarter_end.isoformat()},
+        )
+
+
 def _kr(title: str, kind: str, **fields: Any) -> dict[str, Any]:
     return {"title": title, "kind": kind, **fields}
 
 
-def company_objective() -> dict[str, Any]:
+def company_objective(periods: DemoPeriods) -> dict[str, Any]:
     return {
         "title": "Become the #1 provider of AI-powered chatbots",
         "description": "The big, hairy, audacious goal for the year.",
         "owner": CEO,
         "org_unit": "company",
         "level": "company",
-        "period": "2026",
+        "period": periods.year,
         "type": "aspirational",
         "key_results": [
             _kr(
@@ -58,7 +84,9 @@ def company_objective() -> dict[str, Any]:
     }
 
 
-def aligned_objectives(company_id: str, company_krs: list[str]) -> list[dict[str, Any]]:
+def aligned_objectives(
+    company_id: str, company_krs: list[str], periods: DemoPeriods
+) -> list[dict[str, Any]]:
     """Department, team and individual objectives aligned to the company objective."""
     return [
         {
@@ -66,7 +94,7 @@ def aligned_objectives(company_id: str, company_krs: list[str]) -> list[dict[str
             "owner": "sam.cmo",
             "org_unit": "marketing",
             "level": "department",
-            "period": "2026",
+            "period": periods.year,
             "parent_id": company_id,
             "key_results": [
                 _kr("Grow revenue by 40%", "metric", baseline=0, target=40, unit="%"),
@@ -86,7 +114,7 @@ def aligned_objectives(company_id: str, company_krs: list[str]) -> list[dict[str
             "owner": "lee.growth",
             "org_unit": "marketing/growth",
             "level": "team",
-            "period": "2026-Q4",
+            "period": periods.quarter,
             "parent_id": company_id,
             "parent_key_result_id": company_krs[1],
             "key_results": [
@@ -116,7 +144,7 @@ def aligned_objectives(company_id: str, company_krs: list[str]) -> list[dict[str
             "owner": "kim.cs",
             "org_unit": "customer-success",
             "level": "department",
-            "period": "2026-Q4",
+            "period": periods.quarter,
             "parent_id": company_id,
             "contributors": ["hr", "sales"],
             "key_results": [
@@ -146,7 +174,7 @@ def aligned_objectives(company_id: str, company_krs: list[str]) -> list[dict[str
             "owner": "ray.salesops",
             "org_unit": "sales",
             "level": "team",
-            "period": "2026-Q4",
+            "period": periods.quarter,
             "parent_id": company_id,
             "key_results": [
                 _kr(
@@ -169,7 +197,7 @@ def aligned_objectives(company_id: str, company_krs: list[str]) -> list[dict[str
             "owner": "ada.product",
             "org_unit": "product",
             "level": "department",
-            "period": "2026",
+            "period": periods.year,
             "parent_id": company_id,
             "key_results": [
                 _kr(
@@ -194,7 +222,7 @@ def aligned_objectives(company_id: str, company_krs: list[str]) -> list[dict[str
             "owner": "pat.hr",
             "org_unit": "hr",
             "level": "team",
-            "period": "2026-Q4",
+            "period": periods.quarter,
             "key_results": [
                 _kr(
                     "Interview 10 recently hired employees about onboarding",
@@ -218,7 +246,7 @@ def aligned_objectives(company_id: str, company_krs: list[str]) -> list[dict[str
             "owner": "dana.ceo",
             "org_unit": "company",
             "level": "individual",
-            "period": {"start": "2026-07-01", "end": "2026-12-31"},
+            "period": periods.half,
             "type": "aspirational",
             "key_results": [
                 _kr("Increase followers by 60%", "metric", baseline=0, target=60, unit="%"),
@@ -243,16 +271,22 @@ def _headers(actor: str, token: str | None) -> dict[str, str]:
     return {"X-Actor": actor} | ({"Authorization": f"Bearer {token}"} if token else {})
 
 
-def load_objectives(goal_url: str, actor: str = "demo", token: str | None = None) -> int:
-    """Create the demo objectives and a few check-ins; returns how many objectives it added."""
+def load_objectives(
+    goal_url: str, actor: str = "demo", token: str | None = None, today: date | None = None
+) -> int:
+    """Create the demo objectives and a few check-ins, in periods around ``today``; returns
+    how many objectives it added."""
+    periods = DemoPeriods.around(today or datetime.now(UTC).date())
     with httpx.Client(base_url=goal_url, headers=_headers(actor, token), timeout=30) as client:
         if client.get("/objectives").raise_for_status().json():
             return 0
-        company = client.post("/objectives", json=company_objective()).raise_for_status().json()
+        company = (
+            client.post("/objectives", json=company_objective(periods)).raise_for_status().json()
+        )
         company_id = company["objective"]["id"]
         company_krs = [kr["id"] for kr in company["key_results"]]
         created = [company]
-        for body in aligned_objectives(company_id, company_krs):
+        for body in aligned_objectives(company_id, company_krs, periods):
             created.append(client.post("/objectives", json=body).raise_for_status().json())
         by_title = {view["objective"]["title"]: view for view in created}
         presence = by_title["Boost market presence by year-end"]

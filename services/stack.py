@@ -18,7 +18,8 @@ import signal
 import subprocess
 import sys
 import time
-from datetime import UTC, datetime
+from dataclasses import dataclass
+from getpass import getuser
 from pathlib import Path
 from types import FrameType
 
@@ -28,7 +29,7 @@ from services import demo
 from services.shared import long_poll
 from services.shared.auth import TOKEN_ENTRIES, Role, TokenEntry, hash_token, new_token
 from services.shared.broker import broker_answers, ensure_topics
-from services.shared.local_broker import BrokerKind, LocalBroker, local_broker
+from services.shared.local_broker import BrokerKind, LocalBroker, local_broker, port_open
 from services.shared.settings import DEFAULT_PORTS, Settings
 
 #: The services, in start order.
@@ -36,44 +37,73 @@ SERVICES = ("goal", "metrics", "alignment")
 PROMETHEUS_CONFIG = Path(__file__).resolve().parent.parent / "deploy/prometheus/prometheus.yml"
 PROMETHEUS_ADDRESS = "127.0.0.1:9090"
 READY_TIMEOUT = 60.0
-#: The local tokens: one per role set, named after what they may do.
-LOCAL_ROLES = {
-    "reader": (Role.reader,),
-    "writer": (Role.reader, Role.writer),
-    "auditor": (Role.reader, Role.auditor),
-}
 
 
-def local_tokens(path: Path) -> dict[str, str]:
-    """The local tokens by name, made once and kept in ``path`` (readable by the owner only)
-    as shell assignments: ``source var/tokens.env`` gives the CLI the writer's token."""
-    if path.exists():
-        assignments = dict(
-            line.removeprefix("export ").split("=", 1)
-            for line in path.read_text().splitlines()
-            if line.startswith("export OKR_TOKEN_")
+@dataclass(frozen=True)
+class LocalTokens:
+    """The bearer tokens of ``make run``: the local user's own, with every role, so that
+    history names them and every command of the README works; and a read-only one, to see
+    what a reader may do. Kept in ``var/tokens.env`` (readable by the owner only) as shell
+    assignments, made at the first run."""
+
+    owner: str
+    token: str
+    reader_token: str
+
+    READER = "reader"
+
+    @classmethod
+    def load(cls, path: Path) -> LocalTokens:
+        assignments = (
+            dict(
+                line.removeprefix("export ").split("=", 1)
+                for line in path.read_text().splitlines()
+                if line.startswith("export OKR_TOKEN")
+            )
+            if path.exists()
+            else {}
         )
-        return {
-            name.removeprefix("OKR_TOKEN_").lower(): value for name, value in assignments.items()
-        }
-    tokens = {name: new_token(name, roles)[0] for name, roles in LOCAL_ROLES.items()}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.touch(mode=0o600)
-    path.write_text(
-        "# Local bearer tokens of `make run` (source this file; OKR_TOKEN is what okr uses).\n"
-        + "".join(f"export OKR_TOKEN_{name.upper()}={token}\n" for name, token in tokens.items())
-        + "export OKR_TOKEN=$OKR_TOKEN_WRITER\n"
+        if {"OKR_TOKEN_OWNER", "OKR_TOKEN", "OKR_TOKEN_READER"} <= assignments.keys():
+            return cls(
+                assignments["OKR_TOKEN_OWNER"],
+                assignments["OKR_TOKEN"],
+                assignments["OKR_TOKEN_READER"],
+            )
+        # None yet, or an older file whose tokens were named after roles: make them anew.
+        owner = getuser()
+        tokens = cls(
+            owner, new_token(owner, list(Role))[0], new_token(cls.READER, [Role.reader])[0]
+        )
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.touch(mode=0o600)
+        path.write_text(
+            "# Local bearer tokens of `make run`; source this file. OKR_TOKEN is yours, with\n"
+            "# every role (okr and the README's examples use it); OKR_TOKEN_READER may only read.\n"
+            f"export OKR_TOKEN_OWNER={tokens.owner}\n"
+            f"export OKR_TOKEN={tokens.token}\n"
+            f"export OKR_TOKEN_READER={tokens.reader_token}\n"
+        )
+        return tokens
+
+    def entries(self) -> str:
+        """``OKR_AUTH_TOKENS`` for the services: the tokens' hashes, never the tokens."""
+        return TOKEN_ENTRIES.dump_json(
+            [
+                TokenEntry(name=self.owner, roles=list(Role), sha256=hash_token(self.token)),
+                TokenEntry(
+                    name=self.READER, roles=[Role.reader], sha256=hash_token(self.reader_token)
+                ),
+            ]
+        ).decode()
+
+
+def kcat_reading_example(bootstrap: str) -> str:
+    """A shell line producing a reading of the demo's churn KPI, observed when it runs."""
+    return (
+        'echo "{\\"kpi\\": \\"churn_rate\\", \\"value\\": 5.9, \\"source\\": \\"billing\\", '
+        '\\"observed_at\\": \\"$(date -u +%FT%TZ)\\"}" '
+        f"| kcat -P -b {bootstrap} -t kpi.readings -k churn_rate"
     )
-    return tokens
-
-
-def token_entries(tokens: dict[str, str]) -> str:
-    """``OKR_AUTH_TOKENS`` for the services: the tokens' hashes, never the tokens."""
-    entries = [
-        TokenEntry(name=name, roles=list(LOCAL_ROLES[name]), sha256=hash_token(token))
-        for name, token in tokens.items()
-    ]
-    return TOKEN_ENTRIES.dump_json(entries).decode()
 
 
 class Stack:
@@ -87,7 +117,7 @@ class Stack:
         self.prometheus: subprocess.Popen[bytes] | None = None
         self.logs = root / "logs"
         self.tokens_file = root / "tokens.env"
-        self.tokens = local_tokens(self.tokens_file)
+        self.tokens = LocalTokens.load(self.tokens_file)
 
     @property
     def bootstrap(self) -> str:
@@ -113,7 +143,7 @@ class Stack:
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "OKR_DATA_DIR": str(self.settings.data_dir),
             "OKR_HTTP_PORT": str(DEFAULT_PORTS[name]),
-            "OKR_AUTH_TOKENS": token_entries(self.tokens),
+            "OKR_AUTH_TOKENS": self.tokens.entries(),
         }
         if self.broker_kind == "noida":
             env |= {"OKR_KAFKA_EMPTY_FETCH_PAUSE": str(long_poll.EMPTY_FETCH_PAUSE)}
@@ -197,18 +227,16 @@ class Stack:
                 if objectives or readings
                 else "already loaded"
             ),
-            f"  tokens     source {self.tokens_file}   (OKR_TOKEN: the writer's, which okr "
-            "uses; OKR_TOKEN_READER, OKR_TOKEN_AUDITOR)",
+            f"  tokens     source {self.tokens_file}   (OKR_TOKEN: yours, as "
+            f"{self.tokens.owner}, with every role; OKR_TOKEN_READER: read only)",
             "",
             "Try:",
             f"  source {self.tokens_file}",
             '  curl -s -H "Authorization: Bearer $OKR_TOKEN" http://127.0.0.1:8001/objectives',
-            '  curl -s -H "Authorization: Bearer $OKR_TOKEN_READER" '
-            "http://127.0.0.1:8002/kpis/net_promoter_score",
             "  .venv/bin/okr tree",
-            f'  echo \'{{"kpi": "churn_rate", "value": 5.9, "source": "billing", '
-            f'"observed_at": "{datetime.now(UTC).replace(microsecond=0).isoformat()}"}}\' '
-            f"| kcat -P -b {self.bootstrap} -t kpi.readings",
+            "  .venv/bin/okr verify",
+            "  # a reading of churn observed now, as an outside system sends one (keyed by KPI):",
+            f"  {kcat_reading_example(self.bootstrap)}",
             f"  kcat -C -b {self.bootstrap} -t goal.events -o beginning -e",
             "",
             "Ctrl-C stops everything; state is kept for the next run.",
@@ -224,7 +252,15 @@ def main() -> None:
         default="noida",
         help="the broker to start: noida-db (no set-up) or Apache Kafka (needs Java and Maven)",
     )
-    stack = Stack(Path("var"), parser.parse_args().broker)
+    broker_kind = parser.parse_args().broker
+    # Before anything starts: a second stack would join the first one's consumer groups.
+    taken = [str(DEFAULT_PORTS[name]) for name in SERVICES if port_open(DEFAULT_PORTS[name])]
+    if taken:
+        sys.exit(
+            f"error: ports {', '.join(taken)} are taken: is `make run` already running? "
+            "Stop it (Ctrl-C in its terminal) first."
+        )
+    stack = Stack(Path("var"), broker_kind)
     stopping = False
 
     def interrupt(signum: int, _: FrameType | None) -> None:
@@ -250,9 +286,9 @@ def main() -> None:
             stack.start_service(name)
         for name in SERVICES:
             stack.wait_ready(name)
-        writer = stack.tokens["writer"]
-        readings = demo.load_kpis(f"http://127.0.0.1:{DEFAULT_PORTS['metrics']}", token=writer)
-        objectives = demo.load_objectives(f"http://127.0.0.1:{DEFAULT_PORTS['goal']}", token=writer)
+        token = stack.tokens.token
+        readings = demo.load_kpis(f"http://127.0.0.1:{DEFAULT_PORTS['metrics']}", token=token)
+        objectives = demo.load_objectives(f"http://127.0.0.1:{DEFAULT_PORTS['goal']}", token=token)
         prometheus = stack.start_prometheus()
         print(stack.banner(objectives, readings, prometheus), flush=True)
         while True:

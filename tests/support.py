@@ -7,7 +7,6 @@ import asyncio
 import functools
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,13 +25,6 @@ from services.shared.local_broker import ApacheKafka, BrokerUnavailable, free_po
 
 T = TypeVar("T")
 ROOT = Path(__file__).resolve().parent.parent
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    """Whether something accepts connections on ``host:port``."""
-    with socket.socket() as probe:
-        probe.settimeout(1)
-        return probe.connect_ex((host, port)) == 0
 
 
 def unavailable(message: str) -> NoReturn:

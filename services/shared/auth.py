@@ -117,22 +117,28 @@ class Authentication:
         if role is None:
             await self.app(scope, receive, send)
             return
-        principal = self._principal(scope)
-        if principal is None:
+        presented = _bearer_token(scope)
+        principal = self.tokens.authenticate(presented) if presented else None
+        if presented is None:
             await _deny(send, 401, "a bearer token is required (Authorization: Bearer ...)")
+        elif principal is None:
+            await _deny(send, 401, "the bearer token is not one this service knows")
         elif role not in principal.roles:
             await _deny(send, 403, f"this operation needs the role {role.value!r}")
         else:
             scope.setdefault("state", {})["principal"] = principal
             await self.app(scope, receive, send)
 
-    def _principal(self, scope: Scope) -> Principal | None:
-        for name, value in scope["headers"]:
-            if name == b"authorization":
-                scheme, _, token = value.decode("latin-1").partition(" ")
-                if scheme.lower() == "bearer" and token.strip():
-                    return self.tokens.authenticate(token.strip())
-        return None
+
+def _bearer_token(scope: Scope) -> str | None:
+    """The token of an ``Authorization: Bearer`` header, if the request has one."""
+    headers: list[tuple[bytes, bytes]] = scope["headers"]
+    for name, value in headers:
+        if name == b"authorization":
+            scheme, _, token = value.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token.strip():
+                return token.strip()
+    return None
 
 
 async def _deny(send: Send, status: int, detail: str) -> None:

@@ -83,6 +83,13 @@ def free_port() -> int:
         return port
 
 
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    """Whether something accepts connections on ``host:port``."""
+    with socket.socket() as probe:
+        probe.settimeout(1)
+        return probe.connect_ex((host, port)) == 0
+
+
 class LocalBroker:
     """A broker process with its data under ``data_dir``, serving on ``host:port``."""
 

@@ -4,21 +4,23 @@ too. The stack takes its fixed ports (9092, 8001 to 8003), as a user's does."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from getpass import getuser
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
+from services.shared.local_broker import port_open
 from services.shared.settings import DEFAULT_PORTS
-from tests.support import ROOT, port_open, unavailable, wait_for
+from tests.support import ROOT, unavailable, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -81,24 +83,75 @@ def test_make_run_loads_the_demo_and_a_kcat_reading_moves_a_score(
     tokens = dict(
         line.removeprefix("export ").split("=", 1)
         for line in (root / "var" / "tokens.env").read_text().splitlines()
-        if line.startswith("export OKR_TOKEN_")
+        if line.startswith("export OKR_TOKEN")
     )
     reader = tokens["OKR_TOKEN_READER"]
     wait_for(lambda: churn_value(reader) == 6.2, within=60, what="the demo's churn scored")
 
-    reading = (
-        '{"kpi": "churn_rate", "value": 5.9, "source": "billing", '
-        f'"observed_at": "{datetime.now(UTC).isoformat()}"}}'
-    )
-    subprocess.run(
-        ["kcat", "-P", "-b", BROKER, "-t", "kpi.readings", "-k", "churn_rate"],
-        input=reading.encode(),
-        check=True,
-        timeout=60,
-    )
+    # The banner's own example, as a user pastes it: a reading observed now, keyed by its KPI.
+    banner = (root / "stack.out").read_text()
+    example = next(line.strip() for line in banner.splitlines() if "kcat -P" in line)
+    assert "-k churn_rate" in example
+    subprocess.run(["bash", "-c", example], check=True, timeout=60)
     wait_for(lambda: churn_value(reader) == 5.9, within=60, what="the kcat reading scored")
 
     process.send_signal(signal.SIGINT)
     assert process.wait(120) == 0
     assert not port_open(9092), "the broker outlived make run"
     assert not any(port_open(port) for port in DEFAULT_PORTS.values())
+
+
+def okr(root: Path, token: str, *arguments: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *arguments],
+        cwd=root,
+        env=os.environ | {"OKR_TOKEN": token, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_the_local_token_is_the_users_own_and_runs_every_command(
+    stack: tuple[subprocess.Popen[bytes], Path], tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    _, root = stack
+    tokens = dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in (root / "var" / "tokens.env").read_text().splitlines()
+        if line.startswith("export OKR_TOKEN")
+    )
+    token = tokens["OKR_TOKEN"]
+    assert tokens["OKR_TOKEN_OWNER"] == getuser()
+
+    objectives = httpx.get(
+        f"http://127.0.0.1:{DEFAULT_PORTS['goal']}/objectives",
+        headers={"Authorization": f"Bearer {token}"},
+        timeout=10,
+    ).json()
+    history = okr(root, token, "history", objectives[0]["id"], "--format", "jsonl")
+    assert history.returncode == 0, history.stderr
+    actors = {json.loads(line)["actor"] for line in history.stdout.splitlines() if line}
+    assert actors == {getuser()}, "history names the person, not a role"
+    verified = okr(root, token, "verify")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+
+    # A second make run refuses at once, in one line, and starts nothing.
+    second = tmp_path_factory.mktemp("second")
+    refused = subprocess.run(
+        [sys.executable, "-m", "services.stack"],
+        cwd=second,
+        env=os.environ | {"PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert refused.returncode == 1
+    assert refused.stdout == ""
+    assert refused.stderr.strip().splitlines() == [
+        "error: ports 8001, 8002, 8003 are taken: is `make run` already running? "
+        "Stop it (Ctrl-C in its terminal) first."
+    ]
+    assert not (second / "var").exists()

@@ -39,21 +39,27 @@ def goal(kafka: ApacheKafka, tmp_path_factory: pytest.TempPathFactory) -> Iterat
 
 
 @pytest.mark.parametrize(
-    ("headers", "reason"),
+    ("headers", "reason", "says"),
     [
-        ({}, "no token"),
-        ({"Authorization": "Bearer not-a-token"}, "unknown token"),
-        ({"Authorization": f"Basic {TOKENS['writer'][0]}"}, "not a bearer token"),
-        ({"Authorization": "Bearer"}, "no token after the scheme"),
+        ({}, "no token", "a bearer token is required"),
+        ({"Authorization": "Bearer not-a-token"}, "unknown token", "not one this service knows"),
+        (
+            {"Authorization": f"Basic {TOKENS['writer'][0]}"},
+            "not a bearer token",
+            "a bearer token is required",
+        ),
+        ({"Authorization": "Bearer"}, "no token after the scheme", "a bearer token is required"),
     ],
 )
 def test_without_a_valid_token_the_answer_is_401(
-    goal: ServiceProcess, headers: dict[str, str], reason: str
+    goal: ServiceProcess, headers: dict[str, str], reason: str, says: str
 ) -> None:
     for method, path in (("GET", "/objectives"), ("POST", "/objectives")):
         answer = httpx.request(method, f"{goal.url}{path}", headers=headers, json={})
         assert answer.status_code == 401, reason
         assert answer.json()["type"] == "unauthenticated"
+        assert says in answer.json()["detail"], reason
+        assert "not-a-token" not in answer.text, "a presented token is never echoed"
         assert answer.headers["www-authenticate"].startswith("Bearer")
 
 
