@@ -1,5 +1,9 @@
 """HTTP to the platform's services as a command-line tool needs it.
 
+httpx is imported when a client or transport is made, not with this module: it is a large
+part of ``okr``'s start-up, and ``okr --help`` or a command refused for bad input sends
+nothing.
+
 Every failure becomes a ``CliError`` naming the service and its URL (a person can tell at once
 whether the service is down, the token is wrong or the input is), and requests that are safe
 to repeat are retried with back-off, because a service may restart in the middle of a long
@@ -12,15 +16,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
-
-import httpx
+from typing import TYPE_CHECKING, Any
 
 from services.cli.context import TOKEN_VARIABLE, CliError
 
-#: Connecting is quick or the service is down; answering a batch of 10,000 readings that the
-#: service writes to its event store may take a while.
-DEFAULT_TIMEOUT = httpx.Timeout(120.0, connect=5.0)
+if TYPE_CHECKING:
+    import httpx
+
+#: Seconds. Connecting is quick or the service is down; answering a batch of 10,000 readings
+#: that the service writes to its event store may take a while.
+CONNECT_TIMEOUT = 5.0
+ANSWER_TIMEOUT = 120.0
 USER_AGENT = "okr-cli/0.1"
 #: Answers that say "try again later" rather than "your request is wrong".
 RETRIED_STATUSES = frozenset({408, 429})
@@ -29,6 +35,8 @@ DETAILS_SHOWN = 3
 
 
 def _http_transport() -> httpx.BaseTransport:
+    import httpx
+
     return httpx.HTTPTransport()
 
 
@@ -75,8 +83,9 @@ class ServiceClient:
         *,
         correlation_id: str | None = None,
         actor: str | None = None,
-        timeout: httpx.Timeout = DEFAULT_TIMEOUT,
     ) -> None:
+        import httpx
+
         self.service = service
         self.base_url = base_url
         headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
@@ -87,7 +96,10 @@ class ServiceClient:
         if actor:
             headers["X-Actor"] = actor
         self._http = httpx.Client(
-            base_url=base_url, headers=headers, timeout=timeout, transport=transport_factory()
+            base_url=base_url,
+            headers=headers,
+            timeout=httpx.Timeout(ANSWER_TIMEOUT, connect=CONNECT_TIMEOUT),
+            transport=transport_factory(),
         )
         self._answered = False
 
@@ -115,6 +127,8 @@ class ServiceClient:
     ) -> httpx.Response:
         """Send one request, repeating it under ``retry`` on connection errors, timeouts and
         5xx/429 answers; only for requests the service treats idempotently."""
+        import httpx
+
         failures = 0
         while True:
             failures += 1

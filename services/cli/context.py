@@ -26,8 +26,14 @@ METRICS_URL_VARIABLE = "OKR_METRICS_URL"
 ALIGNMENT_URL_VARIABLE = "OKR_ALIGNMENT_URL"
 #: Read from the environment only: a token given as an option would show in `ps` and history.
 TOKEN_VARIABLE = "OKR_TOKEN"
-#: Who makes the changes, recorded on every event they cause (default: the login name).
+#: Who makes the changes, recorded on every event they cause (default: the login name). The
+#: services count it only when authentication is off: with a token, its name is the actor.
 ACTOR_VARIABLE = "OKR_ACTOR"
+#: What a command that writes says when both are set.
+ACTOR_IGNORED = (
+    f"warning: {ACTOR_VARIABLE} is ignored: with {TOKEN_VARIABLE} set, the services record the "
+    "token's name as the actor"
+)
 
 #: The command could not run (service down, bad input file, bad option).
 EXIT_FAILED = 1
@@ -82,7 +88,13 @@ class CliSettings:
     alignment_url: str = DEFAULT_ALIGNMENT_URL
     token: str | None = None
     json_output: bool = False
-    actor: str = field(default_factory=lambda: os.environ.get(ACTOR_VARIABLE) or getuser())
+    #: ``OKR_ACTOR`` when it is set.
+    chosen_actor: str | None = field(default_factory=lambda: os.environ.get(ACTOR_VARIABLE) or None)
+
+    @property
+    def actor(self) -> str:
+        """Who makes the changes, as ``X-Actor`` tells the services."""
+        return self.chosen_actor or getuser()
 
     @classmethod
     def configure(
@@ -122,16 +134,22 @@ def _base_url(url: str, option: str) -> str:
     return url.strip().rstrip("/")
 
 
-def settings_of(ctx: typer.Context, json_output: bool = False) -> CliSettings:
+def settings_of(
+    ctx: typer.Context, json_output: bool = False, *, writes: bool = False
+) -> CliSettings:
     """The root callback's settings, with the command's own ``--json`` added.
 
     ``--json`` is accepted both before and after the subcommand, so ``okr --json readings
-    import f.csv`` and ``okr readings import f.csv --json`` mean the same thing.
+    import f.csv`` and ``okr readings import f.csv --json`` mean the same thing. A command
+    that ``writes`` warns on stderr when ``OKR_ACTOR`` is set but the token decides the actor:
+    the history will name the token, not whom ``OKR_ACTOR`` names, and nothing else says so.
     """
     settings = ctx.find_object(CliSettings)
     if settings is None:
         with one_line_errors():
             settings = CliSettings.from_environment()
+    if writes and settings.token and settings.chosen_actor:
+        typer.echo(ACTOR_IGNORED, err=True)
     return replace(settings, json_output=settings.json_output or json_output)
 
 

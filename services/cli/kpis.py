@@ -49,10 +49,10 @@ def _flag(value: bool) -> Text:
     return Text("yes", style="red") if value else Text("no", style="dim")
 
 
-def _value_with_unit(status: dict[str, Any]) -> str:
-    unit = (status.get("definition") or {}).get("unit")
-    value = number(status.get("value"))
-    return f"{value} {unit}" if unit and status.get("value") is not None else value
+def _in_unit(value: Any, definition: dict[str, Any]) -> str:
+    """A number of the KPI's with its unit, ``6.2 %``; a missing number is a bare ``-``."""
+    unit = definition.get("unit")
+    return f"{number(value)} {unit}" if unit and value is not None else number(value)
 
 
 def show_kpi(status: dict[str, Any], console: Console, heading: str | None = None) -> None:
@@ -61,15 +61,15 @@ def show_kpi(status: dict[str, Any], console: Console, heading: str | None = Non
     key = definition.get("key", "")
     rows: list[tuple[str, str | Text]] = [
         ("name", str(definition.get("name", ""))),
-        ("value", _value_with_unit(status)),
+        ("value", _in_unit(status.get("value"), definition)),
         ("observed at", moment(status.get("observed_at"))),
         ("health", styled(status.get("health"), HEALTH_STYLES)),
         ("stale", _flag(bool(status.get("stale")))),
         ("stagnant", _flag(bool(status.get("stagnant")))),
         ("unhealthy since", moment(status.get("unhealthy_since"))),
         ("direction", str(definition.get("direction", ""))),
-        ("target", number(definition.get("target"))),
-        ("warning", number(definition.get("warning"))),
+        ("target", _in_unit(definition.get("target"), definition)),
+        ("warning", _in_unit(definition.get("warning"), definition)),
         ("interval", str(definition.get("interval", ""))),
         ("indicator", str(definition.get("indicator", ""))),
         ("owner", definition.get("owner") or "-"),
@@ -115,7 +115,7 @@ def define(
     The definition given replaces the whole previous one, so options left out fall back to
     the service's defaults.
     """
-    settings = settings_of(ctx, json_output)
+    settings = settings_of(ctx, json_output, writes=True)
     fields: dict[str, str | float | None] = {
         "name": name,
         "direction": direction,
@@ -152,8 +152,8 @@ def list_kpis(ctx: typer.Context, json_output: JsonOption = False) -> None:
         table.add_row(
             Text(str(definition.get("key", ""))),
             Text(str(definition.get("name", ""))),
-            Text(_value_with_unit(status)),
-            number(definition.get("target")),
+            Text(_in_unit(status.get("value"), definition)),
+            Text(_in_unit(definition.get("target"), definition)),
             styled(status.get("health"), HEALTH_STYLES),
             _flag(bool(status.get("stale"))),
             _flag(bool(status.get("stagnant"))),
@@ -206,7 +206,7 @@ def record(
     Says whether it was recorded, a duplicate (already recorded) or rejected: then it exits
     1 with the service's reason.
     """
-    settings = settings_of(ctx, json_output)
+    settings = settings_of(ctx, json_output, writes=True)
     reading: dict[str, Any] = {
         "kpi": key,
         "value": value,

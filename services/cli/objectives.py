@@ -248,7 +248,7 @@ def create(
 
     Prints the new objective with the ids of its key results (check-ins need them).
     """
-    settings = settings_of(ctx, json_output)
+    settings = settings_of(ctx, json_output, writes=True)
     flags = {
         "title": title,
         "description": description,
@@ -349,7 +349,7 @@ def archive(
 
     It leaves the tree and is no longer scored; its history stays.
     """
-    settings = settings_of(ctx, json_output)
+    settings = settings_of(ctx, json_output, writes=True)
     path = f"/objectives/{segment(objective_id)}/archive"
     with one_line_errors():
         body = {"reason": reason} if reason is not None else None
@@ -385,7 +385,7 @@ def check_in(
     A value (metric), done or checklist items (milestone), with a confidence and a comment.
     Key results linked to a KPI take their value from its readings instead.
     """
-    settings = settings_of(ctx, json_output)
+    settings = settings_of(ctx, json_output, writes=True)
     path = f"/objectives/{segment(objective_id)}/key-results/{segment(key_result_id)}/check-ins"
     with one_line_errors():
         fields = {

@@ -8,6 +8,9 @@ kpi, source, observed_at and value) and answers ``duplicate`` instead of recordi
 
 The CLI checks the shape of the file (its header, the number of cells per row); the service
 checks the readings themselves and says why it rejects one, so the rules live in one place.
+
+The progress bar and the reading of the service's answers are imported when an import runs,
+not at every ``okr`` start.
 """
 
 from __future__ import annotations
@@ -22,19 +25,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from pydantic import BaseModel, ConfigDict, ValidationError
 from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
 from rich.table import Table
 from rich.text import Text
 
@@ -46,6 +40,9 @@ from services.cli.context import (
     one_line_errors,
     settings_of,
 )
+
+if TYPE_CHECKING:
+    from services.cli.batch_report import ReadingOutcome
 
 REQUIRED_COLUMNS = ("kpi", "value", "observed_at", "source")
 OPTIONAL_COLUMNS = ("reading_id", "unit")
@@ -133,26 +130,6 @@ class ImportSummary:
                 for reject in self.rejects
             ],
         }
-
-
-class ReadingOutcome(BaseModel):
-    """What the service did with one reading of a batch (the part of its answer the CLI uses)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    index: int
-    kpi: str | None = None
-    reading_id: str | None = None
-    status: Literal["recorded", "duplicate", "rejected"]
-    reason: str | None = None
-
-
-class BatchReport(BaseModel):
-    """The service's answer to ``POST /readings``: one outcome per reading, in request order."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    outcomes: list[ReadingOutcome]
 
 
 class ReadingsCsv:
@@ -298,11 +275,13 @@ def _number_or_text(text: str) -> float | str:
 
 def send_batch(client: ServiceClient, batch: Batch, summary: ImportSummary) -> None:
     """Post one batch and add the service's outcomes to the summary, rejects by CSV line."""
+    from services.cli.batch_report import outcomes_of
+
     rejects = list(batch.rejects)
     outcomes: list[ReadingOutcome] = []
     if batch.readings:
         response = client.send("POST", "/readings", json_body=batch.readings, retry=BATCH_RETRY)
-        outcomes = _outcomes(response.content, len(batch.readings))
+        outcomes = outcomes_of(response.content, len(batch.readings))
     for outcome in outcomes:
         if outcome.status == "recorded":
             summary.recorded += 1
@@ -324,24 +303,6 @@ def send_batch(client: ServiceClient, batch: Batch, summary: ImportSummary) -> N
     summary.batches += 1
 
 
-def _outcomes(body: bytes, sent: int) -> list[ReadingOutcome]:
-    """The outcomes of an answer, checked to be one per reading sent: a line number reported
-    against the wrong row would be worse than no report."""
-    try:
-        report = BatchReport.model_validate_json(body)
-    except ValidationError as error:
-        raise CliError(
-            f"the metrics service answered a batch with an unexpected body: "
-            f"{error.errors()[0]['msg']}"
-        ) from None
-    if sorted(outcome.index for outcome in report.outcomes) != list(range(sent)):
-        raise CliError(
-            f"the metrics service answered a batch of {sent} readings with "
-            f"{len(report.outcomes)} outcomes that do not match them one to one"
-        )
-    return report.outcomes
-
-
 def _text(cell: object) -> str | None:
     return cell if isinstance(cell, str) and cell else None
 
@@ -350,6 +311,15 @@ def run_import(
     file: Path, batch_size: int, settings: CliSettings, console: Console
 ) -> ImportSummary:
     """Stream the file to the metrics service; on a failure halfway, say how far it got."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TextColumn,
+        TimeRemainingColumn,
+        TransferSpeedColumn,
+    )
+
     summary = ImportSummary(file=str(file), keep_all_rejects=settings.json_output)
     show_progress = not settings.json_output and console.is_terminal
     with (
@@ -455,7 +425,7 @@ def import_readings(
 
     Importing a file again is safe: the readings already recorded count as duplicates.
     """
-    settings = settings_of(ctx, json_output)
+    settings = settings_of(ctx, json_output, writes=True)
     console = Console()
     with one_line_errors():
         if not 1 <= batch_size <= MAX_BATCH_SIZE:

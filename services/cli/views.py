@@ -6,39 +6,36 @@ Each command is a thin client of one service's HTTP API: one request through ``S
 tables for a person or, with ``--json``, the service's JSON unchanged for a script. The rules
 (what a valid objective or reading is) live in the services only, so the CLI never disagrees
 with them: a refused request shows the service's own reason, naming the field.
+
+What only one command needs (the alignment rules and Kafka client of ``okr replay
+--from-kafka``, the demo data) is imported when that command runs: every ``okr`` start,
+``--help`` included, would pay for it otherwise.
 """
 
 from __future__ import annotations
 
-import asyncio
 import csv
 import io
 import json
 import math
 import re
-import tempfile
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
-import httpx
 import typer
-from aiokafka.errors import KafkaError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
-from rich.tree import Tree
 
-from services import demo as demo_data
-from services.alignment.api import build_tree
-from services.alignment.messaging import rebuild_from_topics
 from services.cli.client import NO_RETRY, RetryPolicy, ServiceClient, describe_answer
 from services.cli.context import CliError, CliSettings, JsonOption, one_line_errors, settings_of
-from services.shared.settings import Settings
+
+if TYPE_CHECKING:
+    from rich.tree import Tree
 
 Service = Literal["goal", "metrics", "alignment"]
 #: Reads are safe to repeat, so they ride out a service restarting under the command.
@@ -249,6 +246,16 @@ def replay(
 def offline_tree(bootstrap: str, moment: datetime) -> list[dict[str, Any]]:
     """The tree as of ``moment`` from the topics alone (the alignment rules in this process,
     on a scratch store that is thrown away)."""
+    import asyncio
+    import tempfile
+    from pathlib import Path
+
+    from aiokafka.errors import KafkaError
+
+    from services.alignment.api import build_tree
+    from services.alignment.messaging import rebuild_from_topics
+    from services.shared.settings import Settings
+
     options = Settings(kafka_bootstrap_servers=bootstrap).kafka_client_options()
     with tempfile.TemporaryDirectory(prefix="okr-replay-") as scratch:
         try:
@@ -287,6 +294,8 @@ def show_tree(roots: list[dict[str, Any]], json_output: bool) -> None:
     if json_output:
         emit_json(roots)
         return
+    from rich.tree import Tree
+
     console = Console()
     if not roots:
         console.print("No active objectives match.")
@@ -534,7 +543,9 @@ def demo(ctx: typer.Context, json_output: JsonOption = False) -> None:
     The seed articles' examples, to try the platform. A service that already holds data gets
     nothing added, so running it twice is harmless.
     """
-    settings = settings_of(ctx, json_output)
+    from services import demo as demo_data
+
+    settings = settings_of(ctx, json_output, writes=True)
     with one_line_errors():
         readings = _loading(
             "metrics",
@@ -567,6 +578,8 @@ def demo(ctx: typer.Context, json_output: JsonOption = False) -> None:
 
 def _loading(service: Service, base_url: str, load: Callable[[], int]) -> int:
     """Run one of ``services.demo``'s loaders, its httpx failures said in one line."""
+    import httpx
+
     try:
         return load()
     except httpx.HTTPStatusError as error:

@@ -24,8 +24,10 @@ from services.metrics.domain import (
     KPI,
     UnhealthyStreak,
     check_unit,
+    definition_in_force,
     is_stagnant,
     is_stale,
+    judge,
     meaningful_change,
     meets,
     parse_interval,
@@ -98,7 +100,12 @@ class RecordedReading(BaseModel):
     observed_at: datetime
     source: str
     unit: str | None
-    health: Health
+    health: Health = Field(
+        description="The reading's own health: its value judged by the target, warning "
+        "threshold and direction of the KPI's definition in force when it was observed (the "
+        "first definition for a reading observed before the KPI was defined). Not the KPI's "
+        "health when the reading arrived: a late reading does not change the current value."
+    )
     recorded_at: datetime
 
 
@@ -301,25 +308,35 @@ class MetricsApplication(ServiceApplication):
         until: datetime | None = None,
         limit: int = 1000,
     ) -> list[RecordedReading]:
-        """Readings observed in [since, until), ordered by observed time, read from the log."""
+        """Readings observed in [since, until), ordered by observed time, read from the log;
+        each judged by the KPI's definition in force when it was observed."""
         kpi = self.get_kpi(key)
-        found = [
+        definitions: list[tuple[datetime, KPIDefinition]] = []
+        recorded: list[KPI.Recorded] = []
+        for event in self.events.get(kpi.id):
+            if isinstance(event, KPI.Defined | KPI.Redefined):
+                definitions.append(
+                    (event.timestamp, KPIDefinition.model_validate(event.definition))
+                )
+            elif (
+                isinstance(event, KPI.Recorded)
+                and (since is None or event.observed_at >= since)
+                and (until is None or event.observed_at < until)
+            ):
+                recorded.append(event)
+        recorded.sort(key=lambda event: event.observed_at)
+        return [
             RecordedReading(
                 reading_id=event.reading_id,
                 value=event.value,
                 observed_at=event.observed_at,
                 source=event.source,
                 unit=event.unit,
-                health=Health(event.health),
+                health=judge(event.value, definition_in_force(definitions, event.observed_at)),
                 recorded_at=event.timestamp,
             )
-            for event in self.events.get(kpi.id)
-            if isinstance(event, KPI.Recorded)
-            and (since is None or event.observed_at >= since)
-            and (until is None or event.observed_at < until)
+            for event in recorded[:limit]
         ]
-        found.sort(key=lambda reading: reading.observed_at)
-        return found[:limit]
 
     # -- internals --------------------------------------------------------------------------
 

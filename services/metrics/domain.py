@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import re
 import uuid
+from bisect import bisect_right
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -58,6 +60,21 @@ def check_unit(definition: KPIDefinition, unit: str | None) -> str | None:
     return None
 
 
+def judge(value: float, definition: KPIDefinition) -> Health:
+    """The health of a value by one definition of its KPI: target, warning and direction."""
+    return health(value, definition.direction, definition.target, definition.warning)
+
+
+def definition_in_force(
+    definitions: Sequence[tuple[datetime, KPIDefinition]], observed_at: datetime
+) -> KPIDefinition:
+    """The definition in force at ``observed_at``, from the KPI's definitions by the time each
+    was made, oldest first: the last one made by then, or the first when the observation is
+    older than the KPI (readings may come from before anyone defined it)."""
+    made_by_then = bisect_right(definitions, observed_at, key=lambda entry: entry[0])
+    return definitions[max(made_by_then - 1, 0)][1]
+
+
 class KPI(Aggregate):
     """A KPI: its definition and its current state (latest value by observed time)."""
 
@@ -83,6 +100,8 @@ class KPI(Aggregate):
         observed_at: datetime
         source: str
         unit: str | None
+        #: The KPI's health once this reading is recorded: its current value's, which is not
+        #: this reading's when the reading is late.
         health: str
         actor: str
         correlation_id: str | None
@@ -132,8 +151,7 @@ class KPI(Aggregate):
                 )
 
     def health_of(self, value: float) -> Health:
-        d = self.definition
-        return health(value, d.direction, d.target, d.warning)
+        return judge(value, self.definition)
 
     def record(
         self,
@@ -181,10 +199,12 @@ __all__ = [
     "STREAK_HISTORY",
     "UnhealthyStreak",
     "check_unit",
+    "definition_in_force",
     "extend_streak",
     "health",
     "is_stagnant",
     "is_stale",
+    "judge",
     "meaningful_change",
     "meets",
     "parse_interval",

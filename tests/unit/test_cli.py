@@ -14,6 +14,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from services.cli import app, client
+from services.cli.context import ACTOR_IGNORED
 from services.cli.readings import REJECTS_SHOWN, ImportSummary, Reject
 
 HEADER = "kpi,value,observed_at,source,reading_id"
@@ -71,7 +72,7 @@ class FakeMetricsService:
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's own OKR_* variables must not change what the tests see."""
-    for name in ("OKR_TOKEN", "OKR_METRICS_URL", "OKR_GOAL_URL"):
+    for name in ("OKR_TOKEN", "OKR_ACTOR", "OKR_METRICS_URL", "OKR_GOAL_URL"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -332,6 +333,20 @@ def test_the_token_and_the_url_come_from_the_environment(
     assert str(with_token.url) == "http://metrics.example:9000/readings"
     assert "Authorization" not in without_token.headers
     assert str(without_token.url) == "http://other.example:8080/readings"
+
+
+def test_an_import_with_a_token_says_okr_actor_is_ignored(
+    service: FakeMetricsService, tmp_path: Path
+) -> None:
+    path = write_csv(tmp_path, [HEADER, *reading_rows(3)])
+
+    result = okr(
+        "readings", "import", str(path), env={"OKR_TOKEN": "s3cret", "OKR_ACTOR": "dana.ceo"}
+    )
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [ACTOR_IGNORED]
+    assert len(service.requests) == 1
 
 
 def test_cells_are_trimmed_numbers_sent_as_numbers_and_empty_optional_cells_left_out(

@@ -20,6 +20,7 @@ from typer.testing import CliRunner, Result
 
 from services import demo as demo_data
 from services.cli import app, client
+from services.cli.context import ACTOR_IGNORED
 
 SERVICES = {8001: "goal", 8002: "metrics", 8003: "alignment"}
 OBJECTIVE_ID = "5b0c9a52-4c55-4a4e-9a8f-2f6f1d3c7e01"
@@ -81,7 +82,7 @@ class FakeServices:
 @pytest.fixture(autouse=True)
 def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     """A developer's own OKR_* variables must not change what the tests see."""
-    for name in ("OKR_TOKEN", "OKR_METRICS_URL", "OKR_GOAL_URL", "OKR_ALIGNMENT_URL"):
+    for name in ("OKR_TOKEN", "OKR_ACTOR", "OKR_METRICS_URL", "OKR_GOAL_URL", "OKR_ALIGNMENT_URL"):
         monkeypatch.delenv(name, raising=False)
 
 
@@ -107,9 +108,12 @@ def refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(client, "transport_factory", lambda: httpx.MockTransport(refuse))
 
 
-def okr(*args: str, stdin: str | None = None, token: str | None = None) -> Result:
+def okr(
+    *args: str, stdin: str | None = None, token: str | None = None, actor: str | None = None
+) -> Result:
     # Wide enough that rich never wraps a title or an id the assertions look for.
     env = {"COLUMNS": "220"} | ({"OKR_TOKEN": token} if token else {})
+    env |= {"OKR_ACTOR": actor} if actor else {}
     return CliRunner().invoke(app, list(args), input=stdin, env=env)
 
 
@@ -663,6 +667,30 @@ def test_kpi_show_shows_value_health_stale_and_stagnant(services: FakeServices) 
     assert fields["stagnant"] == "yes"
 
 
+def test_kpi_show_gives_target_and_warning_in_the_kpis_unit(services: FakeServices) -> None:
+    services.answer("metrics", "GET", "/kpis/churn_rate", kpi_status(value=None, readings=0))
+
+    result = okr("kpi", "show", "churn_rate")
+
+    assert result.exit_code == 0, result.output
+    fields = {
+        cells[1].strip(): cells[2].strip()
+        for line in result.stdout.splitlines()
+        if len(cells := line.split("│")) == 4
+    }
+    assert (fields["value"], fields["target"], fields["warning"]) == ("-", "5 %", "7 %")
+
+
+def test_kpi_list_gives_the_target_in_the_kpis_unit(services: FakeServices) -> None:
+    services.answer("metrics", "GET", "/kpis", [kpi_status()])
+
+    result = okr("kpi", "list")
+
+    assert result.exit_code == 0, result.output
+    row = next(line for line in result.stdout.splitlines() if "churn_rate" in line)
+    assert row.split("│")[4].strip() == "5 %"
+
+
 def test_kpi_record_posts_one_reading_and_shows_it_recorded(services: FakeServices) -> None:
     services.answer("metrics", "POST", "/kpis/churn_rate/readings", ingest_report("recorded"), 201)
 
@@ -880,6 +908,59 @@ def test_every_command_sends_the_token(
 
     assert result.exit_code == 0, result.output
     assert services.only.authorization == "Bearer s3cret"
+
+
+WRITES: list[tuple[list[str], str, str, str, Any]] = [
+    (["kpi", "define", "churn_rate", "--name", "n"], "metrics", "PUT", "/kpis/churn_rate", {}),
+    (
+        ["kpi", "record", "churn_rate", "1"],
+        "metrics",
+        "POST",
+        "/kpis/churn_rate/readings",
+        ingest_report("recorded"),
+    ),
+    (
+        ["objective", "archive", OBJECTIVE_ID],
+        "goal",
+        "POST",
+        f"/objectives/{OBJECTIVE_ID}/archive",
+        objective_view(),
+    ),
+]
+
+
+@pytest.mark.parametrize(("args", "service", "method", "path", "body"), WRITES)
+def test_a_write_with_a_token_says_okr_actor_is_ignored(
+    services: FakeServices, args: list[str], service: str, method: str, path: str, body: Any
+) -> None:
+    services.answer(service, method, path, body)
+
+    result = okr(*args, "--json", token="s3cret", actor="dana.ceo")
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr.splitlines() == [ACTOR_IGNORED]
+    assert "OKR_ACTOR is ignored" in ACTOR_IGNORED
+    assert services.only.method == method
+
+
+@pytest.mark.parametrize(
+    ("token", "actor", "args"),
+    [
+        (None, "dana.ceo", ["kpi", "record", "churn_rate", "1"]),  # OKR_ACTOR is the actor
+        ("s3cret", None, ["kpi", "record", "churn_rate", "1"]),
+        ("s3cret", "dana.ceo", ["kpi", "show", "churn_rate"]),  # a read records no actor
+    ],
+)
+def test_okr_actor_is_not_warned_about_where_it_applies_or_means_nothing(
+    services: FakeServices, token: str | None, actor: str | None, args: list[str]
+) -> None:
+    services.answer("metrics", "POST", "/kpis/churn_rate/readings", ingest_report("recorded"))
+    services.answer("metrics", "GET", "/kpis/churn_rate", kpi_status())
+
+    result = okr(*args, token=token, actor=actor)
+
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
 
 
 @pytest.mark.usefixtures("refused")

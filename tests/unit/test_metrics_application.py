@@ -356,8 +356,9 @@ def test_late_reading_keeps_current_value_and_joins_history_in_observed_order(
         ("d7", 35.0, day(7)),
         ("d10", 50.0, day(10)),
     ]
-    # Each stored reading carries the KPI's health after it: the current value stayed 50.
-    assert [r.health for r in history] == [Health.healthy] * 3
+    # Each reading's own health, though the KPI stayed healthy as they arrived late.
+    assert [r.health for r in history] == [Health.unhealthy, Health.warning, Health.healthy]
+    assert {e.health for e in stored_readings(app, NPS)} == {Health.healthy.value}
     arrivals = [r.recorded_at for r in sorted(history, key=lambda r: r.recorded_at)]
     assert [r.reading_id for r in sorted(history, key=lambda r: r.recorded_at)] == [
         "d10",
@@ -365,6 +366,29 @@ def test_late_reading_keeps_current_value_and_joins_history_in_observed_order(
         "d7",
     ]
     assert arrivals == sorted(arrivals)
+
+
+def test_each_reading_is_judged_by_the_definition_in_force_when_it_was_observed(
+    app: MetricsApplication,
+) -> None:
+    app.define_kpi(NPS, nps_command(), actor="alice")  # target 45, warning 30
+    app.define_kpi(NPS, nps_command(target=30.0, warning=20.0), actor="alice")
+    first, second = (entry["occurred_at"] for entry in app.definition_history(NPS))
+    app.record([reading(value=40.0, observed_at=second + timedelta(days=1), reading_id="after")])
+    app.record(
+        [
+            reading(value=35.0, observed_at=first - timedelta(days=1), reading_id="before"),
+            reading(value=35.0, observed_at=first, reading_id="at-first"),
+            reading(value=35.0, observed_at=second, reading_id="at-second"),
+        ]
+    )
+
+    assert [(r.reading_id, r.health) for r in app.readings(NPS)] == [
+        ("before", Health.warning),  # observed before the KPI was defined: its first definition
+        ("at-first", Health.warning),
+        ("at-second", Health.healthy),
+        ("after", Health.healthy),
+    ]
 
 
 def test_readings_since_until_and_limit(app: MetricsApplication) -> None:

@@ -17,10 +17,12 @@ from services.metrics.domain import (
     KPI,
     UnhealthyStreak,
     check_unit,
+    definition_in_force,
     extend_streak,
     health,
     is_stagnant,
     is_stale,
+    judge,
     meaningful_change,
     meets,
     parse_interval,
@@ -341,6 +343,17 @@ def test_check_unit_is_case_insensitive() -> None:
     assert reason is not None
     assert "USD" in reason
     assert "Percent" in reason
+
+
+def test_a_reading_is_judged_by_the_definition_made_last_before_it_was_observed() -> None:
+    first, second = definition(), definition(target=30.0, warning=20.0)
+    definitions = [(T0, first), (T0 + timedelta(days=7), second)]
+    assert definition_in_force(definitions, T0 - timedelta(days=1)) == first  # before the KPI
+    assert definition_in_force(definitions, T0) == first
+    assert definition_in_force(definitions, T0 + timedelta(days=7, microseconds=-1)) == first
+    assert definition_in_force(definitions, T0 + timedelta(days=7)) == second
+    assert definition_in_force(definitions, T0 + timedelta(days=70)) == second
+    assert (judge(35.0, first), judge(35.0, second)) == (Health.warning, Health.healthy)
 
 
 # -- the KPI aggregate ------------------------------------------------------------------------

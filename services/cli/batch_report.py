@@ -1,0 +1,51 @@
+"""The metrics service's answer to a batch of readings, as ``okr readings import`` reads it.
+
+A module of its own, imported once a batch was sent, so that ``okr --help`` does without
+pydantic (below the top level, typer needs it to convert the options).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from services.cli.context import CliError
+
+
+class ReadingOutcome(BaseModel):
+    """What the service did with one reading of a batch (the part of its answer the CLI uses)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    index: int
+    kpi: str | None = None
+    reading_id: str | None = None
+    status: Literal["recorded", "duplicate", "rejected"]
+    reason: str | None = None
+
+
+class BatchReport(BaseModel):
+    """The service's answer to ``POST /readings``: one outcome per reading, in request order."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    outcomes: list[ReadingOutcome]
+
+
+def outcomes_of(body: bytes, sent: int) -> list[ReadingOutcome]:
+    """The outcomes of an answer, checked to be one per reading sent: a line number reported
+    against the wrong row would be worse than no report."""
+    try:
+        report = BatchReport.model_validate_json(body)
+    except ValidationError as error:
+        raise CliError(
+            f"the metrics service answered a batch with an unexpected body: "
+            f"{error.errors()[0]['msg']}"
+        ) from None
+    if sorted(outcome.index for outcome in report.outcomes) != list(range(sent)):
+        raise CliError(
+            f"the metrics service answered a batch of {sent} readings with "
+            f"{len(report.outcomes)} outcomes that do not match them one to one"
+        )
+    return report.outcomes
