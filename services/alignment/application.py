@@ -315,6 +315,7 @@ class AlignmentPolicy:
                 self.application.stagnation_tolerance,
                 meaningful_change(kpi.definition),
             ),
+            owner=kpi.definition.owner,
         )
         self._facts_of_kpis[kpi.key] = (
             kpi,
@@ -751,15 +752,31 @@ class AlignmentPolicy:
         board = found if isinstance(found, GapBoard) else GapBoard()
         opened = set(gaps) - set(board.open)
         closed = set(board.open) - set(gaps)
-        for gap_id in sorted(opened):
+        # A gap still open whose owner, period or message changed (a KPI or objective given
+        # to someone else, a KPI defined at last) is detected again, as it is now: the
+        # published gaps stay true, and ``--owner`` finds them. It keeps its age.
+        changed = {
+            gap_id: datetime.fromisoformat(was["since"])
+            for gap_id, was in board.open.items()
+            if gap_id in gaps
+            and (was["owner"], was["period"], was["message"])
+            != (gaps[gap_id].owner, gaps[gap_id].period, gaps[gap_id].message)
+        }
+        for gap_id in sorted(opened | set(changed)):
             gap = gaps[gap_id]
             board.open_gap(
-                gap_id, gap.kind.value, gap.subject, gap.message, gap.owner, gap.period, now
+                gap_id,
+                gap.kind.value,
+                gap.subject,
+                gap.message,
+                gap.owner,
+                gap.period,
+                changed.get(gap_id, now),
             )
         for gap_id in sorted(closed):
             closing = board.open[gap_id]
             board.close_gap(
                 gap_id, closing["kind"], closing["subject"], "the condition no longer holds"
             )
-        if opened or closed or found is None:
+        if opened or closed or changed or found is None:
             unit.add(board)

@@ -9,7 +9,7 @@ it closes.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -44,21 +44,27 @@ class ObjectiveFacts:
 
 @dataclass(frozen=True)
 class KPIFacts:
+    """What the gap rules need to know of a KPI the metrics service defined."""
+
     key: str
     health: Health | None
     last_arrival: datetime | None
     interval: timedelta
     #: Unhealthy without meaningful change over the stagnation window.
     stagnant: bool = False
+    #: Who answers for the KPI: its gaps are theirs.
+    owner: str | None = None
 
 
 def detect_gaps(
     objectives: Iterable[ObjectiveFacts], kpis: Iterable[KPIFacts], now: datetime
 ) -> dict[str, Gap]:
-    """Every open gap, by gap id."""
+    """Every open gap, by gap id. ``kpis`` are the KPIs defined: the catalogue."""
     active = [o for o in objectives if o.definition.status is ObjectiveStatus.active]
+    kpis = list(kpis)
+    defined = {kpi.key for kpi in kpis}
     linked = linked_kpis(active)
-    found = [gap for o in active for gap in objective_gaps(o)] + owner_load_gaps(active)
+    found = [gap for o in active for gap in objective_gaps(o, defined)] + owner_load_gaps(active)
     found += [gap for kpi in kpis for gap in kpi_gaps(kpi, kpi.key in linked, now)]
     return {gap.gap_id: gap for gap in found}
 
@@ -101,6 +107,7 @@ def kpi_gaps(kpi: KPIFacts, linked: bool, now: datetime) -> list[Gap]:
                 kpi.key,
                 f"KPI {kpi.key} is {state} and no active key result moves it: "
                 "set an OKR to move the needle",
+                kpi.owner,
             )
         )
     if kpi.last_arrival is not None and now - kpi.last_arrival > 2 * kpi.interval:
@@ -110,6 +117,7 @@ def kpi_gaps(kpi: KPIFacts, linked: bool, now: datetime) -> list[Gap]:
                 kpi.key,
                 f"KPI {kpi.key} has had no reading since {kpi.last_arrival:%Y-%m-%d %H:%M} "
                 f"(expected every {kpi.interval})",
+                kpi.owner,
             )
         )
     return found
@@ -128,14 +136,16 @@ class GapMemo:
     """``detect_gaps`` for a graph in which few facts change from one call to the next.
 
     Facts are immutable: whatever changes comes as a new facts object. So each objective's
-    gaps are kept with the facts object they came from, the cascade's (KPIs linked, owners'
-    load) with the definitions of the active objectives, and each KPI's with its facts, its
-    being linked, and the instant up to which time alone cannot change them. The answer is
-    the one of ``detect_gaps`` (a hypothesis test holds them equal).
+    gaps are kept with the facts object they came from (all of them until the catalogue of
+    KPIs changes, which they name), the cascade's (KPIs linked, owners' load) with the
+    definitions of the active objectives, and each KPI's with its facts, its being linked,
+    and the instant up to which time alone cannot change them. The answer is the one of
+    ``detect_gaps`` (a hypothesis test holds them equal).
     """
 
     def __init__(self) -> None:
         self._objectives: dict[str, tuple[ObjectiveFacts, list[Gap]]] = {}
+        self._defined: frozenset[str] = frozenset()
         self._cascade: tuple[list[ObjectiveDefinition], set[str], list[Gap]] = ([], set(), [])
         self._kpis: dict[str, tuple[KPIFacts, bool, datetime, datetime | None, list[Gap]]] = {}
 
@@ -143,6 +153,11 @@ class GapMemo:
         self, objectives: Iterable[ObjectiveFacts], kpis: Iterable[KPIFacts], now: datetime
     ) -> dict[str, Gap]:
         active = [o for o in objectives if o.definition.status is ObjectiveStatus.active]
+        kpis = list(kpis)
+        defined = frozenset(kpi.key for kpi in kpis)
+        if defined != self._defined:
+            self._objectives.clear()
+            self._defined = defined
         linked, load = self._cascade_of(active)
         found: dict[str, Gap] = {gap.gap_id: gap for gap in load}
         for facts in active:
@@ -167,7 +182,7 @@ class GapMemo:
         kept = self._objectives.get(facts.definition.id)
         if kept is not None and kept[0] is facts:
             return kept[1]
-        gaps = objective_gaps(facts)
+        gaps = objective_gaps(facts, self._defined)
         self._objectives[facts.definition.id] = (facts, gaps)
         return gaps
 
@@ -187,7 +202,8 @@ class GapMemo:
         return gaps
 
 
-def objective_gaps(objective: ObjectiveFacts) -> list[Gap]:
+def objective_gaps(objective: ObjectiveFacts, defined_kpis: Collection[str]) -> list[Gap]:
+    """The gaps of one active objective; ``defined_kpis`` are the keys in the catalogue."""
     definition = objective.definition
     owner, period = definition.owner, definition.period.label
     found: list[Gap] = []
@@ -227,11 +243,12 @@ def objective_gaps(objective: ObjectiveFacts) -> list[Gap]:
             key_result.kind in (KeyResultKind.metric, KeyResultKind.kpi)
             and key_result.id not in objective.with_data
         ):
-            source = (
-                f"no reading of KPI {key_result.kpi} in the period"
-                if key_result.kind is KeyResultKind.kpi
-                else "no check-in yet"
-            )
+            if key_result.kind is not KeyResultKind.kpi:
+                source = "no check-in yet"
+            elif key_result.kpi not in defined_kpis:
+                source = f"KPI {key_result.kpi} is not defined in the KPI catalogue"
+            else:
+                source = f"no reading of KPI {key_result.kpi} in the period"
             found.append(
                 Gap(
                     GapKind.kr_without_data,

@@ -8,10 +8,10 @@ import logging
 import uvicorn
 from fastapi import FastAPI
 
-from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS
+from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, METRICS_EVENTS
 from services.goal.api import router
 from services.goal.application import GoalApplication
-from services.goal.messaging import ScoreNotes, integration_event
+from services.goal.messaging import KPINotes, ScoreNotes, integration_event
 from services.shared.http import create_http_app
 from services.shared.runtime import ServiceRuntime
 from services.shared.settings import Settings
@@ -22,6 +22,9 @@ def create_app(settings: Settings) -> FastAPI:
     application = GoalApplication(env=store_environment(settings))
     runtime = ServiceRuntime(settings, application, (GOAL_EVENTS, integration_event))
     runtime.consume([ALIGNMENT_EVENTS], ScoreNotes())
+    # A consumer of its own: the readings that fill metrics.events are skipped, and they
+    # must not hold up the scores.
+    runtime.consume([METRICS_EVENTS], KPINotes(), KPINotes.event_types)
 
     async def catalogue_caught_up() -> dict[str, bool]:
         # The catalogue follows every commit (GoalApplication.on_recorded): behind the head
@@ -32,7 +35,8 @@ def create_app(settings: Settings) -> FastAPI:
     return create_http_app(
         runtime,
         title="OKR goal service",
-        description="Objectives, key results and check-ins; publishes goal.events.",
+        description="Objectives, key results and check-ins; consumes alignment.events and "
+        "metrics.events, publishes goal.events.",
         routers=[router(application)],
         readiness_checks=[catalogue_caught_up],
     )

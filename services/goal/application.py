@@ -25,7 +25,13 @@ from contracts import (
     ObjectiveType,
     parse_period,
 )
-from services.goal.domain import Objective, ObjectiveScores, check_definition
+from services.goal.domain import (
+    CataloguedKPI,
+    Objective,
+    ObjectiveScores,
+    check_definition,
+    unknown_kpi_warnings,
+)
 from services.shared.errors import Conflict, NotFound, RuleViolation, Violation
 from services.shared.store import ServiceApplication
 from services.shared.telemetry import PROJECTION_POSITION, REPLAY_EVENTS, replaying
@@ -202,7 +208,7 @@ class GoalApplication(ServiceApplication):
         self, command: ObjectiveCommand, actor: str, correlation_id: str | None = None
     ) -> tuple[Objective, list[str]]:
         definition = self._definition(command, objective_id=None, existing=None)
-        warnings = check_definition(definition)
+        warnings = self._warnings(definition)
         objective = Objective(
             definition.model_dump(mode="json", exclude={"id"}), actor, correlation_id
         )
@@ -218,7 +224,7 @@ class GoalApplication(ServiceApplication):
     ) -> tuple[Objective, list[str]]:
         objective = self.get_objective(objective_id)
         definition = self._definition(command, objective_id=objective_id, existing=objective)
-        warnings = check_definition(definition)
+        warnings = self._warnings(definition)
         objective.redefine(definition, actor, correlation_id)
         self._save(objective)
         return objective, warnings
@@ -265,6 +271,10 @@ class GoalApplication(ServiceApplication):
 
     # -- queries ----------------------------------------------------------------------------
 
+    def in_kpi_catalogue(self, key: str) -> bool:
+        """Whether the metrics service defined the KPI, as far as ``metrics.events`` told."""
+        return CataloguedKPI.create_id(key) in self.repository
+
     def get_objective(self, objective_id: UUID) -> Objective:
         try:
             objective: Any = self.repository.get(objective_id)
@@ -304,6 +314,13 @@ class GoalApplication(ServiceApplication):
         return events
 
     # -- internals --------------------------------------------------------------------------
+
+    def _warnings(self, definition: ObjectiveDefinition) -> list[str]:
+        """Enforce the definition's rules (``RuleViolation``); returns the advice that does
+        not block."""
+        return check_definition(definition) + unknown_kpi_warnings(
+            definition, self.in_kpi_catalogue
+        )
 
     def _save(self, objective: Objective) -> None:
         try:

@@ -7,6 +7,7 @@ An objective's definition is the contract's ``ObjectiveDefinition`` (the shape t
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from eventsourcing.domain import Aggregate, event
@@ -68,6 +69,21 @@ def check_definition(definition: ObjectiveDefinition) -> list[str]:
     if count > RECOMMENDED_KEY_RESULTS.stop - 1:
         return [f"{count} key results: 3 to 5 per objective keep the focus"]
     return []
+
+
+def unknown_kpi_warnings(
+    definition: ObjectiveDefinition, in_catalogue: Callable[[str], bool]
+) -> list[str]:
+    """A warning for each kpi key result whose KPI is not in the KPI catalogue: a typo would
+    otherwise show only later, as a key result that never gets a reading."""
+    return [
+        f"key result {number} ({key_result.title!r}): KPI {key_result.kpi} is not in the "
+        "KPI catalogue"
+        for number, key_result in enumerate(definition.key_results, start=1)
+        if key_result.kind is KeyResultKind.kpi
+        and key_result.kpi
+        and not in_catalogue(key_result.kpi)
+    ]
 
 
 def key_result_violations(key_result: KeyResultDefinition) -> list[tuple[str, str, str]]:
@@ -329,11 +345,33 @@ class ObjectiveScores(Aggregate):
         self.trigger_event(self.KeyResultScoreNoted, key_result_id=key_result_id, score=score)
 
 
+KPI_NAMESPACE = uuid.UUID("188c178b-9032-4c61-a2df-86b4d3f4b7ba")
+
+
+class CataloguedKPI(Aggregate):
+    """A KPI the metrics service defined (a ``KPIDefined`` on ``metrics.events``), kept in
+    the goal service's own log so that a restart or rebuild still knows it: what a kpi key
+    result is checked against. Its key is all that is needed; redefinitions change nothing."""
+
+    @staticmethod
+    def create_id(key: str) -> uuid.UUID:
+        return uuid.uuid5(KPI_NAMESPACE, key)
+
+    class Noted(Aggregate.Created):
+        key: str
+
+    @event(Noted)
+    def __init__(self, key: str) -> None:
+        self.key = key
+
+
 __all__ = [
     "RECOMMENDED_KEY_RESULTS",
+    "CataloguedKPI",
     "Objective",
     "ObjectiveScores",
     "check_definition",
     "check_in_violations",
     "key_result_violations",
+    "unknown_kpi_warnings",
 ]

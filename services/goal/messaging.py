@@ -1,5 +1,7 @@
 """What the goal service publishes: each stored domain event becomes one integration event
-on ``goal.events`` (the outbox relay calls ``integration_event`` for every notification)."""
+on ``goal.events`` (the outbox relay calls ``integration_event`` for every notification);
+and what it notes from others: scores from ``alignment.events``, the KPI catalogue from
+``metrics.events``."""
 
 from __future__ import annotations
 
@@ -12,13 +14,14 @@ from contracts import (
     KeyResultCheckedIn,
     KeyResultCheckedInPayload,
     KeyResultScored,
+    KPIDefined,
     ObjectiveArchived,
     ObjectiveArchivedPayload,
     ObjectiveDefinition,
     ObjectiveScored,
     ObjectiveSet,
 )
-from services.goal.domain import Objective, ObjectiveScores
+from services.goal.domain import CataloguedKPI, Objective, ObjectiveScores
 from services.shared.consumer import UnitOfWork
 from services.shared.outbox import envelope_for
 
@@ -49,8 +52,8 @@ def published_form(domain_event: Any) -> tuple[type[Envelope], ContractModel]:
 
 def integration_event(domain_event: Any, position: int, epoch: str = "") -> Envelope | None:
     """The envelope the outbox publishes for the stored event at ``position`` of the log, or
-    None for the scores read model, which stays internal."""
-    if isinstance(domain_event, ObjectiveScores.Event):
+    None for what was noted from other services, which stays internal."""
+    if isinstance(domain_event, ObjectiveScores.Event | CataloguedKPI.Event):
         return None
     event_class, payload = published_form(domain_event)
     return envelope_for(
@@ -100,3 +103,21 @@ class ScoreNotes:
         scores = found if isinstance(found, ObjectiveScores) else ObjectiveScores(objective_id)
         unit.add(scores)
         return scores
+
+
+class KPINotes:
+    """Notes each KPI the metrics service defines (from ``metrics.events``), once, so that an
+    objective naming a KPI outside the catalogue gets a warning. Subscribed to ``KPIDefined``
+    alone: the readings on the topic are skipped unread (see ``TrackedConsumer``)."""
+
+    event_types = (KPIDefined,)
+
+    def apply(self, event: Envelope, unit: UnitOfWork) -> None:
+        if not isinstance(event, KPIDefined):
+            return
+        key = event.payload.key
+        if unit.get(CataloguedKPI.create_id(key)) is None:
+            unit.add(CataloguedKPI(key))
+
+    def finish(self, unit: UnitOfWork) -> None:
+        pass

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 from uuid import UUID
@@ -101,22 +101,42 @@ class Refused:
 
 
 class TrackedConsumer:
-    """Applies batches of integration events to an application, exactly once."""
+    """Applies batches of integration events to an application, exactly once.
+
+    With ``event_types``, the policy sees only events of those types; the others are skipped
+    (unread when their ``event_type`` header names them) and not tracked: they change nothing,
+    so there is nothing to apply once. A batch left with nothing to apply stores nothing.
+    """
 
     def __init__(
-        self, application: ServiceApplication, policy: Policy, dead_letters: DeadLetters
+        self,
+        application: ServiceApplication,
+        policy: Policy,
+        dead_letters: DeadLetters,
+        event_types: Collection[type[Envelope]] | None = None,
     ) -> None:
         self._application = application
         self._policy = policy
         self._dead_letters = dead_letters
+        self._wanted = (
+            None
+            if event_types is None
+            else frozenset(cls.model_fields["event_type"].default for cls in event_types)
+        )
 
     async def handle_batch(self, records: Sequence[ConsumedRecord]) -> None:
         """Handle one polled batch. An exception here makes Kafka redeliver the batch."""
         parsed: list[tuple[ConsumedRecord, Envelope]] = []
         refused: list[Refused] = []
+        skipped: list[ConsumedRecord] = []
+        wanted = self._wanted
         for record in records:
+            hint = event_type_header(record)
+            if wanted is not None and hint is not None and hint not in wanted:
+                skipped.append(record)
+                continue
             try:
-                event = parse_event(record.value or b"", event_type_header(record))
+                event = parse_event(record.value or b"", hint)
             except InvalidEvent as error:
                 refused.append(Refused(record, error.reason, error.kind))
                 continue
@@ -124,9 +144,13 @@ class TrackedConsumer:
                 # A policy would ignore it or apply it from the wrong stream: neither is silent.
                 reason = f"{event.event_type} belongs on {event.topic}, not on {record.topic}"
                 refused.append(Refused(record, reason, "unknown_event_type"))
+            elif wanted is not None and event.event_type not in wanted:
+                skipped.append(record)
             else:
                 parsed.append((record, event))
-        refused += await asyncio.to_thread(self._apply, parsed)
+        count(skipped)("skipped")
+        if parsed:
+            refused += await asyncio.to_thread(self._apply, parsed)
         for item in refused:
             log.warning(
                 "dead-lettering %s@%s: %s", item.record.topic, item.record.offset, item.reason

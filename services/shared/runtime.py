@@ -8,7 +8,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Sequence
 from typing import Any
 
 from aiokafka import TopicPartition
@@ -19,6 +19,7 @@ from faststream.kafka.prometheus import KafkaPrometheusMiddleware
 from faststream.message import StreamMessage
 from prometheus_client import REGISTRY
 
+from contracts import Envelope
 from services.shared import long_poll
 from services.shared.consumer import BatchHandler, Policy, TrackedConsumer
 from services.shared.dlq import DeadLetters
@@ -124,9 +125,15 @@ class ServiceRuntime:
         #: Consecutive failed batches per topic, for the back-off.
         self._failures: dict[str, int] = {}
 
-    def consume(self, topics: Sequence[str], policy: Policy) -> TrackedConsumer:
-        """Subscribe ``policy`` to the integration events on ``topics``, exactly once."""
-        consumer = TrackedConsumer(self.application, policy, self.dead_letters)
+    def consume(
+        self,
+        topics: Sequence[str],
+        policy: Policy,
+        event_types: Collection[type[Envelope]] | None = None,
+    ) -> TrackedConsumer:
+        """Subscribe ``policy`` to the integration events on ``topics``, exactly once (to
+        those of ``event_types`` only, if given: see ``TrackedConsumer``)."""
+        consumer = TrackedConsumer(self.application, policy, self.dead_letters, event_types)
         self.subscribe(topics, consumer.handle_batch)
         return consumer
 

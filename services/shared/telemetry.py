@@ -34,7 +34,8 @@ OUTBOX_ERRORS = Counter(
 )
 MESSAGES_APPLIED = Counter(
     "okr_consumer_messages_total",
-    "Consumed messages by outcome: applied, duplicate (already tracked) or dead_lettered.",
+    "Consumed messages by outcome: applied, duplicate (already tracked), dead_lettered or "
+    "skipped (of a type the consumer does not act on).",
     ["topic", "outcome"],
 )
 BATCH_SECONDS = Histogram(
@@ -123,7 +124,7 @@ DLQ_REASONS = (
 def declare_consumed(topic: str) -> None:
     """Create a consumed topic's series at zero, so dashboards and alerts see them before the
     first incident (prometheus-client shows a labelled series only once it is used)."""
-    for outcome in ("applied", "duplicate", "dead_lettered"):
+    for outcome in ("applied", "duplicate", "dead_lettered", "skipped"):
         MESSAGES_APPLIED.labels(topic, outcome)
     for reason in DLQ_REASONS:
         DLQ_MESSAGES.labels(topic, reason)

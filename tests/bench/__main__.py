@@ -257,7 +257,7 @@ def settle(bench: Bench) -> None:
     flow = (
         ("metrics", [KPI_READINGS]),
         ("alignment", [GOAL_EVENTS, METRICS_EVENTS]),
-        ("goal", [ALIGNMENT_EVENTS]),
+        ("goal", [ALIGNMENT_EVENTS, METRICS_EVENTS]),
     )
     for name, topics in flow:
         service = bench.services.get(name)

@@ -23,7 +23,7 @@ SERVICES = ("goal", "metrics", "alignment")
 CONSUMERS = {
     "okr-metrics": (KPI_READINGS,),
     "okr-alignment": (GOAL_EVENTS, METRICS_EVENTS),
-    "okr-goal": (ALIGNMENT_EVENTS,),
+    "okr-goal": (ALIGNMENT_EVENTS, METRICS_EVENTS),
 }
 
 

@@ -13,13 +13,13 @@ from typing import Any
 import httpx
 import pytest
 
-from contracts import GOAL_EVENTS, ObjectiveSet, parse_event
+from contracts import GOAL_EVENTS, METRICS_EVENTS, ObjectiveSet, parse_event
 from contracts.envelope import stable_event_id
 from services.goal.application import GoalApplication
 from services.shared.local_broker import ApacheKafka
 from services.shared.store import store_environment
 from tests.stores import Store, both_stores
-from tests.support import ServiceProcess, read_topic, wait_for
+from tests.support import ServiceProcess, metric_value, read_topic, wait_caught_up, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -261,3 +261,78 @@ def test_sigkill_during_burst_loses_nothing(
     assert all(len(event_ids) == 1 for event_ids in by_position.values())  # same id if repeated
     for positions in first_seen.values():
         assert positions == sorted(positions)  # log order within each partition
+
+
+def test_a_kpi_outside_the_catalogue_learnt_from_metrics_events_is_a_warning(
+    own_kafka: ApacheKafka, tmp_path: Path
+) -> None:
+    """The goal service learns the KPI catalogue from the metrics service's KPIDefined events
+    (never from its HTTP API), skips the readings among them without storing anything for
+    them, and keeps the catalogue across a restart."""
+    (tmp_path / "metrics").mkdir()
+    (tmp_path / "goal").mkdir()
+    metrics = ServiceProcess("metrics", tmp_path / "metrics", own_kafka.bootstrap_servers)
+    goal = ServiceProcess("goal", tmp_path / "goal", own_kafka.bootstrap_servers)
+    metrics.start()
+    goal.start()
+    try:
+        httpx.put(
+            f"{metrics.url}/kpis/new_customers",
+            json={
+                "name": "New customers",
+                "direction": "higher_is_better",
+                "target": 300,
+                "interval": "P1D",
+            },
+        ).raise_for_status()
+        readings = [
+            {
+                "kpi": "new_customers",
+                "value": n % 7,
+                "observed_at": f"2026-10-{1 + n % 28:02d}T{n % 24:02d}:00:00Z",
+                "source": "crm",
+                "reading_id": f"crm-{n}",
+            }
+            for n in range(2000)
+        ]
+        httpx.post(f"{metrics.url}/readings", json=readings, timeout=60).raise_for_status()
+        wait_for(lambda: metrics.readiness()["outbox_backlog"] == 0, what="metrics published")
+        wait_caught_up(own_kafka.bootstrap_servers, "okr-goal", [METRICS_EVENTS])
+
+        def consumed(outcome: str) -> float:
+            return metric_value(
+                goal.url, "okr_consumer_messages_total", topic=METRICS_EVENTS, outcome=outcome
+            )
+
+        assert (consumed("applied"), consumed("skipped")) == (1, 2000)
+        assert goal.readiness()["log_position"] == 1  # the KPI noted; the readings: nothing
+
+        body = objective_body()
+        body["key_results"].append(
+            {"title": "Close deals", "kind": "kpi", "kpi": "typo_kpi", "baseline": 0, "target": 9}
+        )
+        typo = "key result 3 ('Close deals'): KPI typo_kpi is not in the KPI catalogue"
+        created = httpx.post(f"{goal.url}/objectives", json=body)
+        assert created.status_code == 201, created.text
+        assert created.json()["warnings"] == [typo]
+
+        objective = created.json()["objective"]
+        body["key_results"] = [
+            {k: v for k, v in kr.items() if v is not None} for kr in objective["key_results"]
+        ]
+        body["key_results"][2]["kpi"] = "new_customers"
+        fixed = httpx.put(f"{goal.url}/objectives/{objective['id']}", json=body)
+        assert fixed.status_code == 200, fixed.text
+        assert fixed.json()["warnings"] == []
+
+        goal.kill()
+        goal.start()
+        body = objective_body()
+        body["key_results"].append(
+            {"title": "Close deals", "kind": "kpi", "kpi": "typo_kpi", "baseline": 0, "target": 9}
+        )
+        again = httpx.post(f"{goal.url}/objectives", json=body)
+        assert again.json()["warnings"] == [typo]
+    finally:
+        goal.stop()
+        metrics.stop()

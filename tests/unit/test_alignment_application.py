@@ -138,6 +138,7 @@ class Feed:
         target: float = 100.0,
         warning: float | None = None,
         interval_seconds: float = MONTH,
+        owner: str | None = None,
     ) -> KPIDefined:
         fields = self._envelope("metrics", key, NOW - timedelta(days=1))
         definition = KPIDefinition(
@@ -148,6 +149,7 @@ class Feed:
             warning=warning,
             interval="P30D",
             interval_seconds=interval_seconds,
+            owner=owner,
         )
         return KPIDefined.model_validate({**fields, "payload": definition})
 
@@ -642,8 +644,10 @@ RETENTION = objective(
 )
 
 
-def churn_kpi(feed: Feed) -> KPIDefined:
-    return feed.kpi("churn_rate", direction=Direction.lower_is_better, target=5, warning=6)
+def churn_kpi(feed: Feed, owner: str | None = None) -> KPIDefined:
+    return feed.kpi(
+        "churn_rate", direction=Direction.lower_is_better, target=5, warning=6, owner=owner
+    )
 
 
 def test_an_unhealthy_kpi_without_key_result_is_a_gap_until_one_is_set(service: Alignment) -> None:
@@ -688,6 +692,53 @@ def test_a_kpi_back_to_health_closes_its_gap(service: Alignment) -> None:
     # A late unhealthy reading does not make the KPI unhealthy again: the latest one decides.
     service.batch(feed.reading("churn_rate", 9, day(1, 15), health=Health.unhealthy))
     assert gap_ids(service) == set()
+
+
+def test_kpi_gaps_are_the_kpi_owners_and_follow_a_new_owner(service: Alignment) -> None:
+    feed = Feed()
+    opened = service.batch(
+        churn_kpi(feed, owner="cfo"),
+        feed.reading("churn_rate", 8, day(2, 1), health=Health.unhealthy),
+    )
+    (detected,) = published(opened)
+    assert isinstance(detected, GapDetected)
+    assert (detected.payload.gap_id, detected.payload.owner) == (
+        "kpi_unaddressed:churn_rate",
+        "cfo",
+    )
+    (gap,) = service.app.open_gaps()
+    since = gap["since"]
+
+    # Given to someone else: the open gap is detected again as theirs, and keeps its age.
+    service.at(NOW + timedelta(hours=1))
+    moved = service.batch(churn_kpi(feed, owner="coo"))
+    assert stored(moved, GapBoard.GapClosed) == []
+    (again,) = published(moved)
+    assert isinstance(again, GapDetected)
+    assert (again.payload.gap_id, again.payload.owner) == ("kpi_unaddressed:churn_rate", "coo")
+    assert [(g["owner"], g["since"]) for g in service.app.open_gaps()] == [("coo", since)]
+    # Nothing changed, nothing published.
+    assert published(service.batch(churn_kpi(feed, owner="coo"))) == []
+
+
+def test_a_key_result_on_an_undefined_kpi_says_so_until_the_kpi_is_defined(
+    service: Alignment,
+) -> None:
+    feed = Feed()
+    service.batch(feed.objective(RETENTION))
+    (gap,) = service.app.open_gaps()
+    assert gap["gap_id"] == "kr_without_data:kr-churn"
+    assert gap["message"] == (
+        "key result 'Reduce churn from 8% to 5%': KPI churn_rate is not defined in the KPI "
+        "catalogue"
+    )
+    defined = service.batch(churn_kpi(feed))
+    (detected,) = published(defined)
+    assert isinstance(detected, GapDetected)
+    assert detected.payload.message == (
+        "key result 'Reduce churn from 8% to 5%': no reading of KPI churn_rate in the period"
+    )
+    assert [g["message"] for g in service.app.open_gaps()] == [detected.payload.message]
 
 
 # -- 7. archive ---------------------------------------------------------------------------------

@@ -110,8 +110,11 @@ def kpi(
     health: Health | None = Health.healthy,
     last_arrival: datetime | None = NOW - timedelta(days=1),
     interval: timedelta = WEEK,
+    owner: str | None = None,
 ) -> KPIFacts:
-    return KPIFacts(key=key, health=health, last_arrival=last_arrival, interval=interval)
+    return KPIFacts(
+        key=key, health=health, last_arrival=last_arrival, interval=interval, owner=owner
+    )
 
 
 LOYALTY = objective()
@@ -222,6 +225,16 @@ def test_check_in_or_reading_resolves_kr_without_data(key_result: KeyResultDefin
     with_value = objective(key_results=[key_result], with_data=[key_result.id])
     assert f"kr_without_data:{key_result.id}" in detect_gaps([without], [NPS], NOW)
     assert detect_gaps([with_value], [NPS], NOW) == {}
+
+
+def test_a_key_result_on_a_kpi_outside_the_catalogue_says_the_kpi_is_not_defined() -> None:
+    facts = objective(key_results=[kpi_kr("kr-deals", "typo_kpi", "Close deals")], with_data=[])
+    gap = detect_gaps([facts], [NPS], NOW)["kr_without_data:kr-deals"]
+    assert (
+        gap.message == "key result 'Close deals': KPI typo_kpi is not defined in the KPI catalogue"
+    )
+    defined = detect_gaps([facts], [NPS, kpi("typo_kpi")], NOW)["kr_without_data:kr-deals"]
+    assert defined.message == "key result 'Close deals': no reading of KPI typo_kpi in the period"
 
 
 def test_only_the_key_results_without_data_are_reported() -> None:
@@ -462,6 +475,21 @@ def test_same_inputs_give_the_same_gaps() -> None:
     assert len(first) == 7
 
 
+def test_kpi_gaps_belong_to_the_kpis_owner() -> None:
+    neglected = kpi(
+        "employee_turnover_rate",
+        health=Health.unhealthy,
+        last_arrival=NOW - timedelta(days=30),
+        owner="hr-lead",
+    )
+    gaps = detect_gaps([], [neglected], NOW)
+    assert {gap_id: gap.owner for gap_id, gap in gaps.items()} == {
+        "kpi_unaddressed:employee_turnover_rate": "hr-lead",
+        "stale_kpi:employee_turnover_rate": "hr-lead",
+    }
+    assert all(gap.period is None for gap in gaps.values())  # a KPI has no period
+
+
 def test_a_stagnant_kpi_without_key_result_is_named_stagnant() -> None:
     now = datetime(2026, 11, 20, tzinfo=UTC)
     stagnant = KPIFacts(
@@ -510,13 +538,15 @@ def kpi_facts(draw: st.DrawFn, key: str) -> KPIFacts:
         last_arrival=None if arrival is None else NOW + timedelta(days=arrival),
         interval=timedelta(days=draw(st.integers(min_value=1, max_value=10))),
         stagnant=draw(st.booleans()),
+        owner=draw(OWNERS),
     )
 
 
 @st.composite
 def steps(draw: st.DrawFn) -> list[tuple[int, list[ObjectiveFacts], list[KPIFacts]]]:
     """Calls in sequence: an instant (days after NOW, not always later), and the facts, each
-    kept from the call before (the same object) or replaced by a new one."""
+    kept from the call before (the same object) or replaced by a new one; KPIs come into the
+    catalogue and leave it."""
     objective_ids = [f"obj-{n}" for n in range(draw(st.integers(min_value=0, max_value=5)))]
     keys = ["net_promoter_score", "employee_turnover_rate", "new_customers"]
     calls = []
@@ -527,7 +557,8 @@ def steps(draw: st.DrawFn) -> list[tuple[int, list[ObjectiveFacts], list[KPIFact
             draw(objective_facts(o.definition.id)) if draw(st.booleans()) else o for o in objectives
         ]
         kpis = [draw(kpi_facts(k.key)) if draw(st.booleans()) else k for k in kpis]
-        calls.append((draw(st.integers(min_value=-5, max_value=40)), objectives, kpis))
+        catalogue = [k for k in kpis if draw(st.booleans())]
+        calls.append((draw(st.integers(min_value=-5, max_value=40)), objectives, catalogue))
     return calls
 
 

@@ -28,7 +28,7 @@ from services.goal.application import (
     ObjectiveCommand,
     PeriodRange,
 )
-from services.goal.domain import Objective
+from services.goal.domain import CataloguedKPI, Objective
 from services.goal.messaging import integration_event
 from services.shared.errors import Conflict, NotFound, RuleViolation
 from services.shared.settings import Settings
@@ -125,6 +125,7 @@ def test_create_then_get_returns_the_same_definition_with_generated_ids(
     app: GoalApplication,
 ) -> None:
     command = chatbot_command()
+    app.save(CataloguedKPI("new_customers"))  # as if defined on metrics.events
     created, warnings = app.create_objective(command, actor="ceo")
     assert warnings == []
 
