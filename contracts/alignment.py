@@ -92,6 +92,9 @@ class GapDetectedPayload(ContractModel):
 
 
 class GapDetected(Envelope):
+    """A gap opened, or an open gap changed its owner, period or message: a consumer keeps
+    the latest ``GapDetected`` of each ``gap_id`` until its ``GapResolved``."""
+
     topic: ClassVar[str] = ALIGNMENT_EVENTS
     event_type: Literal["GapDetected"] = "GapDetected"
     schema_version: Literal[1] = 1

@@ -43,13 +43,17 @@ AsOf = Annotated[
 ]
 
 
+SCORE_NOTE = (
+    "The latest score and status the alignment service published. A change made by this "
+    "request is scored moments later (GET shows it); null only until the first score."
+)
+
+
 class KeyResultView(KeyResultDefinition):
     """A key result with its latest check-in and its latest score, if any."""
 
     check_in: dict[str, Any] | None = None
-    score: dict[str, Any] | None = Field(
-        default=None, description="Latest score and status published by the alignment service."
-    )
+    score: dict[str, Any] | None = Field(default=None, description=SCORE_NOTE)
 
 
 class ObjectiveView(BaseModel):
@@ -59,9 +63,7 @@ class ObjectiveView(BaseModel):
     created_at: datetime
     modified_at: datetime
     last_actor: str
-    score: dict[str, Any] | None = Field(
-        default=None, description="Latest score and status published by the alignment service."
-    )
+    score: dict[str, Any] | None = Field(default=None, description=SCORE_NOTE)
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -162,7 +164,7 @@ def router(application: GoalApplication) -> APIRouter:
         objective, warnings = await asyncio.to_thread(
             application.redefine_objective, objective_id, command, actor, correlation_id
         )
-        return view(objective, warnings)
+        return view(objective, warnings, await asyncio.to_thread(application.scores, objective_id))
 
     @api.post(
         "/{objective_id}/archive",
@@ -179,7 +181,7 @@ def router(application: GoalApplication) -> APIRouter:
         objective = await asyncio.to_thread(
             application.archive_objective, objective_id, reason, actor, correlation_id
         )
-        return view(objective)
+        return view(objective, scores=await asyncio.to_thread(application.scores, objective_id))
 
     @api.post(
         "/{objective_id}/key-results/{key_result_id}/check-ins",
@@ -197,7 +199,7 @@ def router(application: GoalApplication) -> APIRouter:
         objective = await asyncio.to_thread(
             application.check_in, objective_id, key_result_id, command, actor, correlation_id
         )
-        return view(objective)
+        return view(objective, scores=await asyncio.to_thread(application.scores, objective_id))
 
     @api.get(
         "/{objective_id}/history",

@@ -17,12 +17,14 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 
 from contracts import (
     Aggregation,
+    Cadence,
     KeyResultDefinition,
     KeyResultKind,
     Level,
     ObjectiveDefinition,
     ObjectiveStatus,
     ObjectiveType,
+    Period,
     parse_period,
 )
 from services.goal.domain import (
@@ -44,9 +46,14 @@ Line = Annotated[str, Field(max_length=300, pattern=LINE)]
 
 
 class PeriodRange(BaseModel):
+    """A period by its dates. ``label`` and ``cadence`` are what ``GET`` returns with them:
+    accepted so that a read period can be written back, and checked against the dates."""
+
     model_config = ConfigDict(extra="forbid")
     start: date
     end: date
+    label: str | None = Field(default=None, max_length=32)
+    cadence: Cadence | None = None
 
 
 class KeyResultCommand(BaseModel):
@@ -67,23 +74,34 @@ class KeyResultCommand(BaseModel):
 
 
 class ObjectiveCommand(BaseModel):
-    """The body of ``POST /objectives`` and ``PUT /objectives/{id}``."""
+    """The body of ``POST /objectives`` and ``PUT /objectives/{id}``. It takes the
+    ``objective`` that ``GET`` returns as it is: a client reads, changes a field, writes back."""
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
+    id: UUID | None = Field(
+        default=None,
+        description="Read-only: the service chooses it. Accepted on PUT when it is the "
+        "objective's own id, as GET returns it.",
+    )
+    status: ObjectiveStatus | None = Field(
+        default=None,
+        description="Read-only: archive with POST /objectives/{id}/archive. Accepted when it "
+        "is the objective's current status, as GET returns it.",
+    )
     title: str = Field(min_length=1, max_length=300, pattern=LINE)
     description: str = Field(default="", max_length=5000)
-    owner: str | None = Field(
-        default=None,
-        max_length=200,
-        pattern=LINE,
-        description="Required: one accountable owner.",
+    # Required here (not only by the domain rule) so that a body missing several fields is
+    # told about all of them at once.
+    owner: str = Field(
+        max_length=200, pattern=LINE, description="One accountable owner: who answers for it."
     )
     contributors: list[Line] = Field(default_factory=list, max_length=100)
     org_unit: str = Field(min_length=1, max_length=200, pattern=LINE)
     level: Level
     period: Annotated[str, Field(max_length=32)] | PeriodRange = Field(
-        description='"2026", "2026-Q4", "2026-11", or {"start": date, "end": date}'
+        description='"2026", "2026-Q4", "2026-11", or {"start": date, "end": date} (with '
+        "the label and cadence GET returns, when they match the dates)"
     )
     type: ObjectiveType = ObjectiveType.committed
     weight: StrictFloat = Field(default=1.0, ge=0, le=1000)
@@ -339,16 +357,13 @@ class GoalApplication(ServiceApplication):
     ) -> ObjectiveDefinition:
         """Turn a command into a full definition: parse the period, give new key results ids,
         and check the references the domain cannot check alone (parent, existing KR ids)."""
+        violations = _read_only_violations(command, objective_id, existing)
+        period: Period | None = None
         try:
-            period = parse_period(
-                command.period.model_dump(mode="json")
-                if isinstance(command.period, PeriodRange)
-                else command.period
-            )
-        except ValueError as error:
-            raise RuleViolation.single(("period",), "period_invalid", str(error)) from None
+            period = _period(command.period)
+        except RuleViolation as broken:
+            violations += broken.violations
         known_ids = {kr.id for kr in existing.definition.key_results} if existing else set()
-        violations: list[Violation] = []
         key_results = []
         given_ids: set[str] = set()
         for index, key_result in enumerate(command.key_results):
@@ -375,7 +390,7 @@ class GoalApplication(ServiceApplication):
                 fields["aggregation"] = Aggregation.latest
             key_results.append(KeyResultDefinition(id=key_result.id or str(uuid.uuid4()), **fields))
         violations += self._parent_violations(command, objective_id)
-        if violations:
+        if violations or period is None:  # a period that did not parse left a violation
             raise RuleViolation(violations)
         return ObjectiveDefinition(
             id=str(objective_id or uuid.UUID(int=0)),
@@ -442,3 +457,61 @@ class GoalApplication(ServiceApplication):
             parent_id = current.definition.parent_id
             current = self.get_objective(UUID(parent_id)) if parent_id else None
         return False
+
+
+def _period(given: str | PeriodRange) -> Period:
+    """The period a command names: by label, or by dates (with the label and cadence that
+    ``GET`` returned, which must name the same dates)."""
+    try:
+        if isinstance(given, str):
+            return parse_period(given)
+        period = parse_period({"start": given.start, "end": given.end})
+    except ValueError as error:
+        raise RuleViolation.single(("period",), "period_invalid", str(error)) from None
+    if given.label is not None and given.label != period.label:
+        try:
+            labelled = parse_period(given.label)
+        except ValueError:
+            labelled = None
+        if labelled is None or (labelled.start, labelled.end) != (period.start, period.end):
+            raise RuleViolation.single(
+                ("period", "label"),
+                "period_mismatch",
+                f"the label {given.label!r} does not name {period.start}..{period.end}; "
+                "send the label or the dates alone",
+            )
+        period = labelled
+    if given.cadence is not None and given.cadence is not period.cadence:
+        raise RuleViolation.single(
+            ("period", "cadence"),
+            "period_mismatch",
+            f"{period.start}..{period.end} is {period.cadence.value}, not {given.cadence.value}",
+        )
+    return period
+
+
+def _read_only_violations(
+    command: ObjectiveCommand, objective_id: UUID | None, existing: Objective | None
+) -> list[Violation]:
+    """``id`` and ``status`` may come back as ``GET`` gave them, never changed."""
+    violations = []
+    if command.id is not None and command.id != objective_id:
+        violations.append(
+            Violation(
+                ("id",),
+                "read_only",
+                "the service chooses an objective's id: leave it out"
+                if objective_id is None
+                else f"this is objective {objective_id}, not {command.id}",
+            )
+        )
+    status = existing.definition.status if existing else ObjectiveStatus.active
+    if command.status is not None and command.status is not status:
+        violations.append(
+            Violation(
+                ("status",),
+                "read_only",
+                f"the objective is {status.value}; archive with POST /objectives/{{id}}/archive",
+            )
+        )
+    return violations

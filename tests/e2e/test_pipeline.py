@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -211,6 +212,62 @@ def test_seed_example_scores_as_readings_stream_in(stack: dict[str, Any]) -> Non
     ]
     assert ours[-1]["payload"]["score"] == 0.5
     assert ours[-1]["payload"]["status"] in {"on_track", "at_risk", "off_track"}
+
+
+def test_write_answers_carry_the_latest_score_and_a_read_objective_writes_back(
+    stack: dict[str, Any],
+) -> None:
+    goal = stack["goal"].url
+    created = httpx.post(
+        f"{goal}/objectives",
+        json={
+            "title": "Ship the mobile app",
+            "owner": "ana",
+            "org_unit": "product",
+            "level": "team",
+            "period": "2026-Q4",
+            "key_results": [
+                {"title": "Reach 40 beta users", "kind": "metric", "baseline": 0, "target": 40}
+            ],
+        },
+    ).json()
+    objective_id = created["objective"]["id"]
+    key_result_id = created["key_results"][0]["id"]
+    check_ins = f"{goal}/objectives/{objective_id}/key-results/{key_result_id}/check-ins"
+    httpx.post(check_ins, json={"value": 10}).raise_for_status()
+    wait_for(
+        lambda: (
+            (httpx.get(f"{goal}/objectives/{objective_id}").json()["score"] or {}).get("score")
+            == 0.25
+        ),
+        within=60,
+        what="the goal service to show the first score",
+    )
+
+    # Read, change a field, write back: what GET returns is what PUT takes.
+    read = httpx.get(f"{goal}/objectives/{objective_id}").json()["objective"]
+    rewritten = httpx.put(f"{goal}/objectives/{objective_id}", json=read | {"title": "Ship it"})
+    assert rewritten.status_code == 200, rewritten.text
+    assert rewritten.json()["objective"]["title"] == "Ship it"
+    assert rewritten.json()["objective"]["period"] == read["period"]
+    assert rewritten.json()["score"]["score"] == 0.25, "the latest known score, never a reset"
+
+    # A check-in answers with the latest known score, until the new one is published.
+    checked_in = httpx.post(check_ins, json={"value": 20}).json()
+    assert checked_in["score"] is not None
+    assert checked_in["key_results"][0]["score"] is not None
+
+    # Read-only fields may come back unchanged, never changed.
+    for field, value in (("id", str(uuid.uuid4())), ("status", "archived")):
+        refused = httpx.put(f"{goal}/objectives/{objective_id}", json=read | {field: value})
+        assert refused.status_code == 422
+        assert [(d["loc"], d["type"]) for d in refused.json()["detail"]] == [
+            (["body", field], "read_only")
+        ]
+    mislabelled = read | {"period": read["period"] | {"label": "2026-Q3"}}
+    refused = httpx.put(f"{goal}/objectives/{objective_id}", json=mislabelled)
+    assert refused.status_code == 422
+    assert refused.json()["detail"][0]["loc"] == ["body", "period", "label"]
 
 
 def test_unhealthy_kpi_opens_a_gap_until_a_key_result_moves_it(stack: dict[str, Any]) -> None:

@@ -122,7 +122,7 @@ def test_created_objective_is_published_with_full_envelope(
 
 def test_invalid_objectives_are_refused_naming_field_and_rule(goal: ServiceProcess) -> None:
     body = objective_body()
-    body["owner"] = None
+    body["owner"] = "  "
     body["key_results"][1]["target"] = 8  # equal to its baseline
     answer = httpx.post(f"{goal.url}/objectives", json=body)
     assert answer.status_code == 422
@@ -130,6 +130,13 @@ def test_invalid_objectives_are_refused_naming_field_and_rule(goal: ServiceProce
     assert problems == {
         (("body", "owner"), "owner_required"),
         (("body", "key_results", 1, "target"), "baseline_equals_target"),
+    }
+    # Every missing required field is named at once.
+    body = {k: v for k, v in objective_body().items() if k not in ("owner", "org_unit", "level")}
+    answer = httpx.post(f"{goal.url}/objectives", json=body)
+    assert answer.status_code == 422
+    assert {(tuple(d["loc"]), d["type"]) for d in answer.json()["detail"]} == {
+        (("body", field), "missing") for field in ("owner", "org_unit", "level")
     }
     body = objective_body() | {"parent_id": "00000000-0000-0000-0000-000000000001"}
     answer = httpx.post(f"{goal.url}/objectives", json=body)
