@@ -31,9 +31,12 @@ from services.shared.auth import TOKEN_ENTRIES, Role, TokenEntry, hash_token, ne
 from services.shared.broker import broker_answers, ensure_topics
 from services.shared.local_broker import BrokerKind, LocalBroker, local_broker, port_open
 from services.shared.settings import DEFAULT_PORTS, Settings
+from services.web.settings import WEB_PORT
 
 #: The services, in start order.
 SERVICES = ("goal", "metrics", "alignment")
+#: Every process started, by the port it serves: the services, then the web console.
+PORTS = DEFAULT_PORTS | {"web": WEB_PORT}
 PROMETHEUS_CONFIG = Path(__file__).resolve().parent.parent / "deploy/prometheus/prometheus.yml"
 PROMETHEUS_ADDRESS = "127.0.0.1:9090"
 READY_TIMEOUT = 60.0
@@ -142,7 +145,7 @@ class Stack:
         env = os.environ | {
             "KAFKA_BOOTSTRAP_SERVERS": self.bootstrap,
             "OKR_DATA_DIR": str(self.settings.data_dir),
-            "OKR_HTTP_PORT": str(DEFAULT_PORTS[name]),
+            "OKR_HTTP_PORT": str(PORTS[name]),
             "OKR_AUTH_TOKENS": self.tokens.entries(),
         }
         if self.broker_kind == "noida":
@@ -159,7 +162,7 @@ class Stack:
         log.close()
 
     def wait_ready(self, name: str) -> None:
-        url = f"http://127.0.0.1:{DEFAULT_PORTS[name]}/readyz"
+        url = f"http://127.0.0.1:{PORTS[name]}/readyz"
         deadline = time.monotonic() + READY_TIMEOUT
         while time.monotonic() < deadline:
             if self.processes[name].poll() is not None:
@@ -229,6 +232,8 @@ class Stack:
             ),
             f"  tokens     source {self.tokens_file}   (OKR_TOKEN: yours, as "
             f"{self.tokens.owner}, with every role; OKR_TOKEN_READER: read only)",
+            f"  console    http://127.0.0.1:{WEB_PORT}  (sign in with a token: "
+            f"source {self.tokens_file}; echo $OKR_TOKEN)",
             "",
             "Try:",
             f"  source {self.tokens_file}",
@@ -254,7 +259,7 @@ def main() -> None:
     )
     broker_kind = parser.parse_args().broker
     # Before anything starts: a second stack would join the first one's consumer groups.
-    taken = [str(DEFAULT_PORTS[name]) for name in SERVICES if port_open(DEFAULT_PORTS[name])]
+    taken = [str(port) for port in sorted(PORTS.values()) if port_open(port)]
     if taken:
         sys.exit(
             f"error: ports {', '.join(taken)} are taken: is `make run` already running? "
@@ -289,6 +294,8 @@ def main() -> None:
         token = stack.tokens.token
         readings = demo.load_kpis(f"http://127.0.0.1:{DEFAULT_PORTS['metrics']}", token=token)
         objectives = demo.load_objectives(f"http://127.0.0.1:{DEFAULT_PORTS['goal']}", token=token)
+        stack.start_service("web")
+        stack.wait_ready("web")
         prometheus = stack.start_prometheus()
         print(stack.banner(objectives, readings, prometheus), flush=True)
         while True:

@@ -20,6 +20,7 @@ import pytest
 
 from services.shared.local_broker import port_open
 from services.shared.settings import DEFAULT_PORTS
+from services.stack import PORTS
 from tests.support import ROOT, unavailable, wait_for
 
 pytestmark = pytest.mark.e2e
@@ -32,7 +33,7 @@ ALIGNMENT = f"http://127.0.0.1:{DEFAULT_PORTS['alignment']}"
 def stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
     if shutil.which("kcat") is None:
         unavailable("kcat is not installed (apt-get install kcat)")
-    taken = [port for port in (9092, *DEFAULT_PORTS.values()) if port_open(port)]
+    taken = [port for port in (9092, *PORTS.values()) if port_open(port)]
     assert not taken, f"ports {taken} are taken: stop what runs there (another make run?)"
     output = tmp_path / "stack.out"
     env = {
@@ -95,10 +96,17 @@ def test_make_run_loads_the_demo_and_a_kcat_reading_moves_a_score(
     subprocess.run(["bash", "-c", example], check=True, timeout=60)
     wait_for(lambda: churn_value(reader) == 5.9, within=60, what="the kcat reading scored")
 
+    # The banner names the web console and how to sign in; the console serves its form.
+    assert "console    http://127.0.0.1:8000" in banner
+    assert "$OKR_TOKEN" in banner
+    signin = httpx.get(f"http://127.0.0.1:{PORTS['web']}/signin", timeout=10)
+    assert signin.status_code == 200
+    assert 'name="token"' in signin.text
+
     process.send_signal(signal.SIGINT)
     assert process.wait(120) == 0
     assert not port_open(9092), "the broker outlived make run"
-    assert not any(port_open(port) for port in DEFAULT_PORTS.values())
+    assert not any(port_open(port) for port in PORTS.values())
 
 
 def okr(root: Path, token: str, *arguments: str) -> subprocess.CompletedProcess[str]:
@@ -151,7 +159,7 @@ def test_the_local_token_is_the_users_own_and_runs_every_command(
     assert refused.returncode == 1
     assert refused.stdout == ""
     assert refused.stderr.strip().splitlines() == [
-        "error: ports 8001, 8002, 8003 are taken: is `make run` already running? "
+        "error: ports 8000, 8001, 8002, 8003 are taken: is `make run` already running? "
         "Stop it (Ctrl-C in its terminal) first."
     ]
     assert not (second / "var").exists()
