@@ -178,5 +178,6 @@ def render(
         "may_audit": bool(session and session.may(Role.auditor)),
         "link": link,
         "path": request.url.path,
+        "notices": session.take_notices() if session else [],
     }
     return TEMPLATES.TemplateResponse(request, template, shared | context, status_code=status_code)

@@ -34,6 +34,8 @@ class Session:
     token: str = field(repr=False)
     csrf: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
     last_seen: float = field(default_factory=lambda: time.monotonic())
+    #: What the next page tells the user once (the warnings a save answered with).
+    notices: list[str] = field(default_factory=list)
 
     @property
     def name(self) -> str:
@@ -41,6 +43,10 @@ class Session:
 
     def may(self, role: Role) -> bool:
         return role in self.principal.roles
+
+    def take_notices(self) -> list[str]:
+        notices, self.notices = self.notices, []
+        return notices
 
     def csrf_matches(self, presented: str | None) -> bool:
         return same_secret(self.csrf, presented)
