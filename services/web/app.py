@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 
 from services.shared.settings import Settings
-from services.web import live, objectives, signin, tree
+from services.web import audit, gaps, key_results, kpis, live, objectives, signin, tree
 from services.web.backend import Backend, ServiceRefused, ServiceUnavailable
 from services.web.live import LiveFeed
 from services.web.pages import (
@@ -64,7 +64,7 @@ def create_app(
     )
     app.state.console = state
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
-    for module in (signin, tree, objectives, live):
+    for module in (signin, tree, objectives, key_results, kpis, gaps, audit, live):
         app.include_router(module.router)
 
     @app.middleware("http")
