@@ -31,8 +31,9 @@ run: $(STAMP)
 # docker-compose 1.29 (validates docker-compose.yml; no Docker engine runs here),
 # prometheus 2.42 (promtool for rule tests, the server for the dashboard query check) and
 # postgresql (the server binaries the tests start their own throwaway cluster from; they are
-# not on PATH, hence the check for initdb where Debian puts it).
-DEBIAN_TOOLS := kcat docker-compose prometheus
+# not on PATH, hence the check for initdb where Debian puts it) and chromium (the browser the
+# web console's tests drive through Playwright; never Playwright's own download).
+DEBIAN_TOOLS := kcat docker-compose prometheus chromium
 tools:
 	@missing=""; for tool in $(DEBIAN_TOOLS); do command -v $$tool >/dev/null || missing="$$missing $$tool"; done; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
