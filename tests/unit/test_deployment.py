@@ -199,12 +199,25 @@ def test_every_python_command_names_an_existing_module() -> None:
         for service in services().values()
         if service.get("command", [None])[0] == "python"
     ]
-    assert len(commands) == len(APP_SERVICES) + 1, "the services and the topic step"
+    assert len(commands) == len(APP_SERVICES) + 2, "the services, the console, the topic step"
     for command in commands:
         assert command[1] == "-m"
         assert importlib.util.find_spec(command[2]) is not None, command
     started = {command[2] for command in commands}
     assert started >= {f"services.{name}" for name in APP_SERVICES}
+
+
+def test_the_web_console_reaches_each_service_where_compose_runs_it() -> None:
+    web = services()["web"]
+    assert web["command"] == ["python", "-m", "services.web"]
+    environment = web["environment"]
+    for name, port in DEFAULT_PORTS.items():
+        assert environment[f"OKR_{name.upper()}_URL"] == f"http://{name}:{port}"
+        assert web["depends_on"][name]["condition"] == "service_healthy"
+    # The same tokens as the services: it tells who signs in, the services what they may do.
+    assert environment["OKR_AUTH_TOKENS"] == services()["goal"]["environment"]["OKR_AUTH_TOKENS"]
+    assert environment["OKR_HTTP_PORT"] == "8000"
+    assert "postgres" not in web["depends_on"], "the console keeps no store"
 
 
 def test_every_bind_mount_points_to_an_existing_path() -> None:
