@@ -200,6 +200,8 @@ def test_an_objective_with_a_kpi_key_result_is_created_through_the_form(
     first.get_by_label("Aggregation of the KPI's readings (kind kpi)").select_option("latest")
     first.get_by_label("Baseline", exact=True).fill("8")
     first.get_by_label("Target", exact=True).fill("five")
+    # While the form is filled in, htmx asks for the hygiene warnings: one key result is few.
+    expect(writer.locator("#hygiene")).to_contain_text("1 key results: 3 to 5")
     writer.get_by_role("button", name="Save").click()
     error = writer.locator("#f-key_results-0-target-error")
     expect(error).to_contain_text("number")
