@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import gc
 import logging
 import time
@@ -75,6 +76,18 @@ def settle_heap() -> None:
     gc.set_threshold(50_000, 10, 10)
 
 
+async def _commit(message: KafkaMessage) -> None:
+    """Commit a handled batch's offsets, in an empty context. The commit's request timeout is
+    a timer, and asyncio keeps a cancelled timer, with the context it was made in, until it
+    would have fired: made in FastStream's context, which holds the whole batch, it kept every
+    batch of the last request timeout in memory. A failed commit is no loss: the batch comes
+    again, and tracking skips what it already applied."""
+    try:
+        await asyncio.get_running_loop().create_task(message.ack(), context=contextvars.Context())
+    except Exception:
+        log.warning("committing the offsets of a handled batch failed", exc_info=True)
+
+
 class ServiceRuntime:
     def __init__(
         self,
@@ -141,9 +154,9 @@ class ServiceRuntime:
         """Hand ``handle_batch`` each polled batch of raw records from ``topics`` (one consumer
         for all of them: one group member, one fetch loop); call before ``start``.
 
-        Offsets are committed only after the handler returns, and rewound when it raises
-        (``NACK_ON_ERROR``): at-least-once delivery, which the handlers make exactly-once
-        with tracking records or idempotency keys stored with their effects.
+        Offsets are committed only after the handler returns, and rewound when it raises:
+        at-least-once delivery, which the handlers make exactly-once with tracking records or
+        idempotency keys stored with their effects.
         """
         failures = self._failures
         linger_below = max(self.settings.consumer_max_records // 20, 1)
@@ -163,7 +176,9 @@ class ServiceRuntime:
             auto_offset_reset="earliest",
             # Records of aborted transactions (a producer's failed batch) never happened.
             isolation_level="read_committed",
-            ack_policy=AckPolicy.NACK_ON_ERROR,
+            # Acknowledged here, in handle: committed after it returns, rewound when it
+            # raises, as NACK_ON_ERROR would, but the commit outside the batch's context.
+            ack_policy=AckPolicy.MANUAL,
             decoder=_raw_body,
         )
         async def handle(body: Any, message: KafkaMessage) -> None:
@@ -176,8 +191,10 @@ class ServiceRuntime:
                 failures[topic] = failures.get(topic, 0) + 1
                 log.exception("batch from %s failed; it will be redelivered", topic)
                 await asyncio.sleep(min(0.2 * 2 ** failures[topic], 10.0))
+                await message.nack()
                 raise
             failures[topic] = 0
+            await _commit(message)
             BATCH_SIZE.labels(topic).observe(len(records))
             report_lag(message.consumer, records)
             if len(records) < linger_below:
