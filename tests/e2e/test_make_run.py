@@ -63,6 +63,15 @@ def stack(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], Path]]:
             process.wait(120)
 
 
+def local_tokens(root: Path) -> dict[str, str]:
+    """The assignments of the stack's ``var/tokens.env``, by variable."""
+    return dict(
+        line.removeprefix("export ").split("=", 1)
+        for line in (root / "var" / "tokens.env").read_text().splitlines()
+        if line.startswith("export OKR_TOKEN")
+    )
+
+
 def churn_value(token: str) -> Any:
     tree = httpx.get(
         f"{ALIGNMENT}/tree", headers={"Authorization": f"Bearer {token}"}, timeout=10
@@ -81,11 +90,7 @@ def test_make_run_loads_the_demo_and_a_kcat_reading_moves_a_score(
     stack: tuple[subprocess.Popen[bytes], Path],
 ) -> None:
     process, root = stack
-    tokens = dict(
-        line.removeprefix("export ").split("=", 1)
-        for line in (root / "var" / "tokens.env").read_text().splitlines()
-        if line.startswith("export OKR_TOKEN")
-    )
+    tokens = local_tokens(root)
     reader = tokens["OKR_TOKEN_READER"]
     wait_for(lambda: churn_value(reader) == 6.2, within=60, what="the demo's churn scored")
 
@@ -125,11 +130,7 @@ def test_the_local_token_is_the_users_own_and_runs_every_command(
     stack: tuple[subprocess.Popen[bytes], Path], tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     _, root = stack
-    tokens = dict(
-        line.removeprefix("export ").split("=", 1)
-        for line in (root / "var" / "tokens.env").read_text().splitlines()
-        if line.startswith("export OKR_TOKEN")
-    )
+    tokens = local_tokens(root)
     token = tokens["OKR_TOKEN"]
     assert tokens["OKR_TOKEN_OWNER"] == getuser()
 
