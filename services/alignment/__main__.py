@@ -12,8 +12,8 @@ from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, METRICS_EVENTS
 from services.alignment.api import AlignmentCollector, router
 from services.alignment.application import AlignmentApplication, AlignmentPolicy
 from services.alignment.messaging import integration_event
-from services.shared.http import create_http_app
 from services.shared.runtime import ServiceRuntime
+from services.shared.service_app import create_http_app
 from services.shared.settings import Settings
 from services.shared.store import store_environment
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 
 import uvicorn
@@ -12,8 +11,8 @@ from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, METRICS_EVENTS
 from services.goal.api import router
 from services.goal.application import GoalApplication
 from services.goal.messaging import KPINotes, ScoreNotes, integration_event
-from services.shared.http import create_http_app
 from services.shared.runtime import ServiceRuntime
+from services.shared.service_app import create_http_app
 from services.shared.settings import Settings
 from services.shared.store import store_environment
 
@@ -26,10 +25,10 @@ def create_app(settings: Settings) -> FastAPI:
     # must not hold up the scores.
     runtime.consume([METRICS_EVENTS], KPINotes(), KPINotes.event_types)
 
-    async def catalogue_caught_up() -> dict[str, bool]:
+    def catalogue_caught_up() -> dict[str, bool]:
         # The catalogue follows every commit (GoalApplication.on_recorded): behind the head
         # only for the moment between a commit and its notification, or if it is stuck.
-        head = await asyncio.to_thread(application.max_position)
+        head = application.max_position()
         return {"catalogue": application.catalogue.position >= head}
 
     return create_http_app(

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Header, Query, status
+from fastapi import APIRouter, Query, status
 from pydantic import BaseModel, Field
 
 from contracts import (
@@ -25,23 +25,9 @@ from services.goal.application import (
 )
 from services.goal.domain import Objective, ObjectiveScores
 from services.goal.messaging import published_form
-from services.shared.auth import RequestActor
 from services.shared.history import changes
-from services.shared.http import BODY_ERRORS, Instant, JSONRoute, error_responses
-
-
-def _actor(actor: RequestActor) -> str:
-    return actor or "anonymous"
-
-
-#: Who makes the change: recorded on the event.
-Actor = Annotated[str, Depends(_actor)]
-CorrelationId = Annotated[str | None, Header(alias="X-Correlation-ID", max_length=200)]
-AsOf = Annotated[
-    Instant | None,
-    Query(description="An instant (ISO-8601 with timezone): answer as things were then."),
-]
-
+from services.shared.http import BODY_ERRORS, JSONRoute, error_responses
+from services.shared.http_parameters import Actor, AsOf, CorrelationId
 
 SCORE_NOTE = (
     "The latest score and status the alignment service published. A change made by this "

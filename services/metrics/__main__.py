@@ -11,8 +11,8 @@ from contracts import KPI_READINGS, METRICS_EVENTS
 from services.metrics.api import router
 from services.metrics.application import MetricsApplication
 from services.metrics.messaging import ReadingIngestor, integration_event
-from services.shared.http import create_http_app
 from services.shared.runtime import ServiceRuntime
+from services.shared.service_app import create_http_app
 from services.shared.settings import Settings
 from services.shared.store import store_environment
 

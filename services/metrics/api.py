@@ -6,7 +6,7 @@ import asyncio
 from dataclasses import asdict, replace
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Header, Path, Query, Response, status
+from fastapi import APIRouter, Body, Path, Query, Response, status
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
@@ -18,14 +18,12 @@ from services.metrics.application import (
     ReadingOutcome,
     RecordedReading,
 )
-from services.shared.auth import RequestActor
 from services.shared.errors import RuleViolation
 from services.shared.http import BODY_ERRORS, Instant, JSONRoute, error_responses
+from services.shared.http_parameters import AsOf, CorrelationId, RequestActor
 
 MAX_BATCH = 10_000
 KPIKey = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,127}$", description="The KPI's key")]
-Actor = RequestActor
-CorrelationId = Annotated[str | None, Header(alias="X-Correlation-ID", max_length=200)]
 ReadingsBody = Annotated[
     dict[str, Any] | list[Any],
     Body(description="One reading, or a list of up to 10,000 readings."),
@@ -139,7 +137,7 @@ def router(application: MetricsApplication) -> APIRouter:
         key: KPIKey,
         command: KPICommand,
         response: Response,
-        actor: Actor,
+        actor: RequestActor,
         correlation_id: CorrelationId = None,
     ) -> KPIStatus:
         """Define a KPI (201) or redefine it (200): a `KPIDefined` event either way."""
@@ -157,8 +155,7 @@ def router(application: MetricsApplication) -> APIRouter:
     async def get_kpi(
         key: KPIKey,
         as_of: Annotated[
-            Instant | None,
-            Query(description="An instant (ISO-8601 with timezone): the KPI as it was then."),
+            AsOf, Query(description="An instant (ISO-8601 with timezone): the KPI as it was then.")
         ] = None,
     ) -> KPIStatus:
         """Definition, latest value by observed time, health, stale and stagnant flags; with
@@ -195,7 +192,7 @@ def router(application: MetricsApplication) -> APIRouter:
     async def record_kpi_readings(
         key: KPIKey,
         body: ReadingsBody,
-        actor: Actor,
+        actor: RequestActor,
         correlation_id: CorrelationId = None,
     ) -> Response:
         """Record one reading or a batch for this KPI; each is recorded, a duplicate (by
@@ -209,7 +206,7 @@ def router(application: MetricsApplication) -> APIRouter:
         responses={201: {"model": IngestReport}, **error_responses(*BODY_ERRORS)},
     )
     async def record_readings(
-        body: ReadingsBody, actor: Actor, correlation_id: CorrelationId = None
+        body: ReadingsBody, actor: RequestActor, correlation_id: CorrelationId = None
     ) -> Response:
         """Record one reading or a batch of readings of any KPIs."""
         return await ingest(body, None, actor, correlation_id)

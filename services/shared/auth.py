@@ -21,9 +21,8 @@ import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Header, Request
 from pydantic import BaseModel, Field, TypeAdapter
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -177,28 +176,6 @@ def document_security(schema: dict[str, Any]) -> dict[str, Any]:
                 }
             )
     return schema
-
-
-def request_actor(
-    request: Request,
-    x_actor: Annotated[
-        str | None,
-        Header(
-            alias="X-Actor",
-            min_length=1,
-            max_length=200,
-            description="Who makes the change, when authentication is off; with it, the "
-            "token's name is the actor.",
-        ),
-    ] = None,
-) -> str | None:
-    """Who makes the change: the token's owner when authenticated (a header cannot claim
-    to be someone else), else the ``X-Actor`` header."""
-    principal = getattr(request.state, "principal", None)
-    return principal.name if isinstance(principal, Principal) else x_actor
-
-
-RequestActor = Annotated[str | None, Depends(request_actor)]
 
 
 def main() -> None:

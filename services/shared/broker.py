@@ -1,6 +1,7 @@
 """The topics the system uses, created on any Kafka (here only: their partitions and configs
-are defined once), and the small clients that read them whole or ask whether a broker
-answers. The brokers this machine runs itself are in ``local_broker``."""
+are defined once); the one reader of their records, whole or each partition's tail, that
+tools, the outbox relay and the audit use alike; and whether a broker answers. The brokers
+this machine runs itself are in ``local_broker``."""
 
 from __future__ import annotations
 
@@ -53,31 +54,43 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
     return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
 
 
-async def read_topic(client_options: dict[str, Any], topic: str) -> list[ConsumerRecord]:
-    """Every record of ``topic`` up to its current end, partition by partition, in order
-    (no consumer group: nothing is committed)."""
+async def read_partitions(
+    client_options: dict[str, Any], topic: str, last: int | None = None
+) -> dict[int, list[ConsumerRecord]]:
+    """Each partition of ``topic`` with its records up to its current end, in order: all of
+    them, or the ``last`` few only. No partitions when the topic is missing; no consumer
+    group, so nothing is committed."""
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options)
-    await consumer.start()
-    try:
+    try:  # stopped even when it cannot start: an idle relay asks while the broker is away
+        await consumer.start()
         partitions = await topic_partitions(consumer, topic)
         if not partitions:
-            return []
+            return {}
         consumer.assign(partitions)
-        await consumer.seek_to_beginning(*partitions)
+        starts = await consumer.beginning_offsets(partitions)
         ends = await consumer.end_offsets(partitions)
-        records: list[ConsumerRecord] = []
-        pending = {tp for tp in partitions if ends[tp] > 0}
+        records: dict[int, list[ConsumerRecord]] = {tp.partition: [] for tp in partitions}
+        pending = {tp for tp in partitions if ends[tp] > starts[tp]}
+        for tp in pending:
+            consumer.seek(tp, starts[tp] if last is None else max(starts[tp], ends[tp] - last))
         while pending:
             batches = await consumer.getmany(*pending, timeout_ms=5000)
             if not batches:
                 raise TimeoutError(f"stalled reading {topic}")
             for tp, batch in batches.items():
-                records.extend(batch)
-                if batch[-1].offset + 1 >= ends[tp]:
+                records[tp.partition].extend(batch)
+                # The position, not the last offset read: a compacted topic has gaps.
+                if await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
         return records
     finally:
         await consumer.stop()
+
+
+async def read_topic(client_options: dict[str, Any], topic: str) -> list[ConsumerRecord]:
+    """Every record of ``topic`` up to its current end, partition by partition, in order."""
+    partitions = await read_partitions(client_options, topic)
+    return [record for partition in sorted(partitions) for record in partitions[partition]]
 
 
 async def ensure_topics(client_options: dict[str, Any]) -> list[str]:

@@ -1,43 +1,29 @@
-"""The HTTP side every service shares: ``/healthz``, ``/readyz``, ``/metrics``, the lifespan that
-runs the service's Kafka side, strict JSON bodies of bounded size, and error answers in one
-shape: 4xx naming the field and the rule, never a 500 for bad input."""
+"""The HTTP rules every service's routes follow: strict JSON bodies of bounded size, error
+answers in one shape (4xx naming the field and the rule, never a 500 for bad input), instants
+as ISO-8601 text, and every request measured. The app that puts them together with the
+service's routers is ``service_app``."""
 
 from __future__ import annotations
 
-import asyncio
 import email.message
 import json
 import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Annotated, Any
 
-from aiokafka.errors import KafkaError
-from fastapi import APIRouter, FastAPI, Request
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 from starlette.datastructures import Headers
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from contracts.topics import AUDIT_HEADS
-from services.shared.audit import verify
-from services.shared.auth import Authentication, document_security
 from services.shared.errors import Conflict, NotFound, RuleViolation
-from services.shared.outbox import published_head
-from services.shared.runtime import ServiceRuntime
 from services.shared.telemetry import HTTP_REQUESTS, HTTP_SECONDS
-
-#: How long ``/audit/verify`` waits for Kafka before answering 503.
-VERIFY_KAFKA_SECONDS = 15.0
-
-#: Extra readiness conditions of a service (for example, its projections caught up).
-ReadinessCheck = Callable[[], Awaitable[dict[str, bool]]]
 
 #: Larger bodies are answered 413 before they are parsed (BodyLimit). The largest legitimate
 #: body, 10,000 readings, takes about 2 MB (5.5 MB with every field at its longest).
@@ -67,14 +53,6 @@ class FieldErrors(BaseModel):
     """A 415 or 422 answer: every wrong field with the rule it breaks."""
 
     detail: list[FieldError]
-
-
-class ReadinessReport(BaseModel):
-    ready: bool
-    checks: dict[str, bool] = Field(description="Each condition: broker, store, tasks, ...")
-    log_position: int
-    outbox_position: int
-    outbox_backlog: int
 
 
 _ERROR_RESPONSES: dict[int, dict[str, Any]] = {
@@ -251,128 +229,47 @@ def _field_errors(error: RequestValidationError) -> list[dict[str, Any]]:
     return found
 
 
-def create_http_app(
-    runtime: ServiceRuntime,
-    *,
-    title: str,
-    description: str,
-    routers: Sequence[APIRouter],
-    readiness_checks: Sequence[ReadinessCheck] = (),
-) -> FastAPI:
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        # FastStream's FastAPI plugin is deprecated in 0.7: the broker starts here instead.
-        await runtime.start()
-        try:
-            yield
-        finally:
-            await runtime.stop()
+async def measure(
+    request: Request, call_next: Callable[[Request], Awaitable[Response]]
+) -> Response:
+    """Count and time each request by its route template (``/objectives/{objective_id}``),
+    never the raw path: bounded labels."""
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await call_next(request)
+        status = response.status_code
+        return response
+    finally:
+        route = getattr(request.scope.get("route"), "path", "unmatched")
+        HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
+        HTTP_SECONDS.labels(request.method, route).observe(time.perf_counter() - started)
 
-    app = FastAPI(title=title, description=description, version="0.1.0", lifespan=lifespan)
-    app.add_middleware(BodyLimit, limit=MAX_BODY_BYTES)  # inside measure: 413s are counted
-    tokens = runtime.settings.tokens()
-    if tokens is not None:
-        app.add_middleware(Authentication, tokens=tokens)  # before the body is read
-        openapi = app.openapi
 
-        def secured_openapi() -> dict[str, Any]:
-            # Documented only when enforced: the document tells what this instance does.
-            if app.openapi_schema is None:
-                app.openapi_schema = document_security(openapi())
-            return app.openapi_schema
+async def _invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
+    return JSONResponse({"detail": _field_errors(error)}, status_code=422)
 
-        app.openapi = secured_openapi  # type: ignore[method-assign]
 
-    @app.middleware("http")
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
-        # By route template (/objectives/{objective_id}), never the raw path: bounded labels.
-        started = time.perf_counter()
-        status = 500
-        try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
-        finally:
-            route = getattr(request.scope.get("route"), "path", "unmatched")
-            HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
-            HTTP_SECONDS.labels(request.method, route).observe(time.perf_counter() - started)
+async def _rule_violation(_: Request, error: RuleViolation) -> JSONResponse:
+    # The shape of FastAPI's own validation errors, so clients parse one format.
+    detail: list[dict[str, Any]] = [
+        {"loc": ["body", *v.field], "msg": v.message, "type": v.rule} for v in error.violations
+    ]
+    return JSONResponse({"detail": detail}, status_code=422)
 
-    @app.get("/healthz", tags=["operations"], summary="The process is alive")
-    async def healthz() -> dict[str, str]:
-        return {"status": "alive", "service": runtime.settings.service}
 
-    @app.get(
-        "/readyz",
-        tags=["operations"],
-        summary="Broker and store reachable, caught up",
-        response_model=ReadinessReport,
-        responses={503: {"model": ReadinessReport, "description": "Not ready: what fails"}},
-    )
-    async def readyz() -> JSONResponse:
-        report = await runtime.readiness()
-        for check in readiness_checks:
-            extra = await check()
-            report["checks"].update(extra)
-            report["ready"] = report["ready"] and all(extra.values())
-        return JSONResponse(report, status_code=200 if report["ready"] else 503)
+async def _not_found(_: Request, error: NotFound) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=404)
 
-    @app.get(
-        "/audit/verify",
-        tags=["audit"],
-        summary="Verify the tamper-evident log",
-        responses={503: {"model": ErrorMessage, "description": "Kafka unreachable"}},
-    )
-    async def audit_verify() -> Any:
-        """Recompute the hash chain over the whole event log, and compare its end with the
-        head published on audit.heads: ``ok``, or the first broken position and why."""
-        try:
-            head = await asyncio.wait_for(
-                published_head(runtime.settings.kafka_client_options(), runtime.application.name),
-                VERIFY_KAFKA_SECONDS,
-            )
-        except (KafkaError, OSError, TimeoutError) as error:
-            # Without the published head a truncated log would pass: no verdict rather than
-            # a half one.
-            detail = f"cannot read {AUDIT_HEADS} from Kafka ({type(error).__name__}); retry later"
-            return JSONResponse({"detail": detail}, status_code=503)
-        recorder = runtime.application.tracking_recorder
-        verdict = await asyncio.to_thread(lambda: verify(recorder.select_links(), head))
-        return verdict.as_dict() | {
-            "service": runtime.settings.service,
-            "published_head": {"position": head[0], "hash": head[1]} if head else None,
-        }
 
-    @app.get(
-        "/metrics",
-        tags=["operations"],
-        summary="Prometheus metrics",
-        response_class=PlainTextResponse,
-    )
-    async def metrics() -> Response:
-        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+async def _conflict(_: Request, error: Conflict) -> JSONResponse:
+    return JSONResponse({"detail": str(error)}, status_code=409)
 
-    @app.exception_handler(RequestValidationError)
-    async def invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:
-        return JSONResponse({"detail": _field_errors(error)}, status_code=422)
 
-    @app.exception_handler(RuleViolation)
-    async def rule_violation(_: Request, error: RuleViolation) -> JSONResponse:
-        # The shape of FastAPI's own validation errors, so clients parse one format.
-        detail: list[dict[str, Any]] = [
-            {"loc": ["body", *v.field], "msg": v.message, "type": v.rule} for v in error.violations
-        ]
-        return JSONResponse({"detail": detail}, status_code=422)
-
-    @app.exception_handler(NotFound)
-    async def not_found(_: Request, error: NotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=404)
-
-    @app.exception_handler(Conflict)
-    async def conflict(_: Request, error: Conflict) -> JSONResponse:
-        return JSONResponse({"detail": str(error)}, status_code=409)
-
-    for router in routers:
-        app.include_router(router)
-    return app
+def answer_errors(app: FastAPI) -> None:
+    """Answer invalid requests and broken rules 422 with every field and rule, ``NotFound``
+    404 and ``Conflict`` 409, each as JSON."""
+    app.exception_handler(RequestValidationError)(_invalid_request)
+    app.exception_handler(RuleViolation)(_rule_violation)
+    app.exception_handler(NotFound)(_not_found)
+    app.exception_handler(Conflict)(_conflict)

@@ -37,14 +37,14 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 from uuid import UUID
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaProducer
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata
 from eventsourcing.persistence import Recording, Tracking
 
 from contracts import ContractModel, Envelope, stable_event_id
 from contracts.topics import AUDIT_HEADS
-from services.shared.broker import topic_partitions
+from services.shared.broker import read_partitions
 from services.shared.recorder import Lease
 from services.shared.settings import Compression
 from services.shared.store import OUTBOX_TRACKING_PREFIX, LogEpochs, ServiceApplication
@@ -120,66 +120,14 @@ def _identity(event_class: type[Envelope]) -> tuple[str, str, int]:
     )
 
 
-async def published_head(
-    client_options: dict[str, Any], producer: str, window: int = 1000
-) -> tuple[int, str] | None:
-    """The latest chain head ``producer`` published on ``audit.heads`` (among its last
-    ``window`` records: every service publishes one per relayed batch)."""
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options)
-    await consumer.start()
-    try:
-        partitions = await topic_partitions(consumer, AUDIT_HEADS)
-        if not partitions:
-            return None
-        consumer.assign(partitions)
-        ends = await consumer.end_offsets(partitions)
-        starts = await consumer.beginning_offsets(partitions)
-        latest: tuple[int, str] | None = None
-        for tp in partitions:
-            if ends[tp] <= starts[tp]:
-                continue
-            consumer.seek(tp, max(starts[tp], ends[tp] - window))
-            while (await consumer.position(tp)) < ends[tp]:
-                batches = await consumer.getmany(tp, timeout_ms=5000)
-                if not batches:
-                    raise TimeoutError(f"could not read {AUDIT_HEADS}")
-                for record in batches.get(tp, []):
-                    head = json.loads(record.value)
-                    if head["producer"] == producer and (
-                        latest is None or head["position"] >= latest[0]
-                    ):
-                        latest = (head["position"], head["hash"])
-        return latest
-    finally:
-        await consumer.stop()
-
-
 async def published_tails(client_options: dict[str, Any], topic: str) -> dict[int, int | None]:
     """The producer ``position`` of the last message in each partition of ``topic`` (None for
     an empty partition); no partitions when the topic is missing."""
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options)
-    try:  # closed even when it cannot start: an idle relay asks while the broker is away
-        await consumer.start()
-        assignment = await topic_partitions(consumer, topic)
-        if not assignment:
-            return {}
-        consumer.assign(assignment)
-        ends = await consumer.end_offsets(assignment)
-        starts = await consumer.beginning_offsets(assignment)
-        tails: dict[int, int | None] = {tp.partition: None for tp in assignment}
-        remaining = {tp for tp in assignment if ends[tp] > starts[tp]}
-        for tp in remaining:
-            consumer.seek(tp, ends[tp] - 1)
-        while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=5000)
-            if not batches:
-                raise TimeoutError(f"could not read the tail of {topic}")
-            for tp, records in batches.items():
-                tails[tp.partition] = json.loads(records[-1].value)["position"]
-                remaining.discard(tp)
-        return tails
-    finally:
-        await consumer.stop()
+    partitions = await read_partitions(client_options, topic, last=1)
+    return {
+        partition: json.loads(records[-1].value)["position"] if records else None
+        for partition, records in partitions.items()
+    }
 
 
 #: A stored event as the tail check sees it: its log position and the partition its message

@@ -15,9 +15,9 @@ from aiokafka import TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from contracts import GOAL_EVENTS
+from services.shared.audit_api import published_head
 from services.shared.broker import ensure_topics
 from services.shared.local_broker import ApacheKafka
-from services.shared.outbox import published_head
 from tests.integration.test_goal_service import objective_body
 from tests.stores import Store, both_stores
 from tests.support import ServiceProcess, read_topic, wait_for
