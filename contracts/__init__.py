@@ -35,6 +35,7 @@ from contracts.goal import (
     Period,
 )
 from contracts.metrics import (
+    KPI_KEY_PATTERN,
     Direction,
     Health,
     Indicator,
@@ -44,7 +45,13 @@ from contracts.metrics import (
     KPIRecordedPayload,
 )
 from contracts.periods import parse_period
-from contracts.readings import KPIReading, derive_reading_id
+from contracts.readings import (
+    IngestReport,
+    KPIReading,
+    OutcomeView,
+    ReadingStatus,
+    derive_reading_id,
+)
 from contracts.registry import (
     EVENT_TYPES,
     InvalidEvent,
@@ -67,6 +74,7 @@ __all__ = [
     "ALL_TOPICS",
     "EVENT_TYPES",
     "GOAL_EVENTS",
+    "KPI_KEY_PATTERN",
     "KPI_READINGS",
     "METRICS_EVENTS",
     "Aggregation",
@@ -81,6 +89,7 @@ __all__ = [
     "GapResolvedPayload",
     "Health",
     "Indicator",
+    "IngestReport",
     "InvalidEvent",
     "KPIDefined",
     "KPIDefinition",
@@ -103,9 +112,11 @@ __all__ = [
     "ObjectiveSet",
     "ObjectiveStatus",
     "ObjectiveType",
+    "OutcomeView",
     "PaceStatus",
     "Period",
     "Producer",
+    "ReadingStatus",
     "current_version",
     "derive_reading_id",
     "describe_validation_error",

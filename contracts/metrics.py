@@ -10,6 +10,9 @@ from pydantic import AwareDatetime, Field
 from contracts.envelope import ContractModel, Envelope
 from contracts.topics import METRICS_EVENTS
 
+#: A KPI's key: chosen by people, stable, and the Kafka key of its events.
+KPI_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,127}$"
+
 
 class Direction(StrEnum):
     higher_is_better = "higher_is_better"
@@ -28,9 +31,7 @@ class Health(StrEnum):
 
 
 class KPIDefinition(ContractModel):
-    key: str = Field(
-        pattern=r"^[a-z][a-z0-9_]{0,127}$", description="Stable key chosen by the user."
-    )
+    key: str = Field(pattern=KPI_KEY_PATTERN, description="Stable key chosen by the user.")
     name: str
     unit: str | None = None
     direction: Direction

@@ -1,15 +1,17 @@
-"""The inbound ``KPIReading`` that outside systems write to ``kpi.readings``.
+"""The inbound ``KPIReading`` that outside systems write to ``kpi.readings`` or post to the
+metrics service, and the service's answer to readings posted over HTTP: what became of each.
 
-It has no envelope: outside systems have no event log, so the reading id is the idempotency key.
+A reading has no envelope: outside systems have no event log, so the reading id is the
+idempotency key.
 """
 
 from __future__ import annotations
 
 import hashlib
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import AwareDatetime, Field, field_validator, model_validator
+from pydantic import AwareDatetime, BaseModel, Field, field_validator, model_validator
 
 from contracts.envelope import ContractModel
 
@@ -68,3 +70,28 @@ class KPIReading(ContractModel):
             derived = derive_reading_id(self.kpi, self.source, self.observed_at, self.value)
             object.__setattr__(self, "reading_id", derived)
         return self
+
+
+# The metrics service's answer to readings posted over HTTP. Described in comments: a
+# docstring would become a description in the service's OpenAPI document.
+
+#: What became of a reading: recorded, a duplicate of one recorded before (by reading id), or
+#: rejected (with the reason).
+ReadingStatus = Literal["recorded", "duplicate", "rejected"]
+
+
+#: What became of one reading of a request.
+class OutcomeView(BaseModel):
+    index: int = Field(description="Position of the reading in the request.")
+    kpi: str | None
+    reading_id: str | None
+    status: ReadingStatus
+    reason: str | None = None
+
+
+#: The answer to a request: how many readings became what, and each one's outcome.
+class IngestReport(BaseModel):
+    recorded: int
+    duplicates: int
+    rejected: int
+    outcomes: list[OutcomeView] = Field(description="One per reading, in request order.")

@@ -1,4 +1,5 @@
-"""The metrics service's answer to a batch of readings, as ``okr readings import`` reads it.
+"""The metrics service's answer to a batch of readings (``contracts.IngestReport``), as
+``okr readings import`` reads it.
 
 A module of its own, imported once a batch was sent, so that ``okr --help`` does without
 pydantic (below the top level, typer needs it to convert the options).
@@ -6,38 +7,17 @@ pydantic (below the top level, typer needs it to convert the options).
 
 from __future__ import annotations
 
-from typing import Literal
+from pydantic import ValidationError
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
+from contracts import IngestReport, OutcomeView
 from services.cli.context import CliError
 
 
-class ReadingOutcome(BaseModel):
-    """What the service did with one reading of a batch (the part of its answer the CLI uses)."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    index: int
-    kpi: str | None = None
-    reading_id: str | None = None
-    status: Literal["recorded", "duplicate", "rejected"]
-    reason: str | None = None
-
-
-class BatchReport(BaseModel):
-    """The service's answer to ``POST /readings``: one outcome per reading, in request order."""
-
-    model_config = ConfigDict(extra="ignore")
-
-    outcomes: list[ReadingOutcome]
-
-
-def outcomes_of(body: bytes, sent: int) -> list[ReadingOutcome]:
+def outcomes_of(body: bytes, sent: int) -> list[OutcomeView]:
     """The outcomes of an answer, checked to be one per reading sent: a line number reported
     against the wrong row would be worse than no report."""
     try:
-        report = BatchReport.model_validate_json(body)
+        report = IngestReport.model_validate_json(body)
     except ValidationError as error:
         raise CliError(
             f"the metrics service answered a batch with an unexpected body: "

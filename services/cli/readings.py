@@ -42,7 +42,7 @@ from services.cli.context import (
 )
 
 if TYPE_CHECKING:
-    from services.cli.batch_report import ReadingOutcome
+    from contracts import OutcomeView
 
 REQUIRED_COLUMNS = ("kpi", "value", "observed_at", "source")
 OPTIONAL_COLUMNS = ("reading_id", "unit")
@@ -278,7 +278,7 @@ def send_batch(client: ServiceClient, batch: Batch, summary: ImportSummary) -> N
     from services.cli.batch_report import outcomes_of
 
     rejects = list(batch.rejects)
-    outcomes: list[ReadingOutcome] = []
+    outcomes: list[OutcomeView] = []
     if batch.readings:
         response = client.send("POST", "/readings", json_body=batch.readings, retry=BATCH_RETRY)
         outcomes = outcomes_of(response.content, len(batch.readings))

@@ -16,6 +16,7 @@ from eventsourcing.utils import get_topic
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt
 
 from contracts import (
+    KPI_KEY_PATTERN,
     Aggregation,
     Cadence,
     KeyResultDefinition,
@@ -35,14 +36,9 @@ from services.goal.domain import (
     unknown_kpi_warnings,
 )
 from services.shared.errors import Conflict, NotFound, RuleViolation, Violation
+from services.shared.http_parameters import LINE, Line
 from services.shared.store import ServiceApplication
 from services.shared.telemetry import PROJECTION_POSITION, REPLAY_EVENTS, replaying
-
-KPI_KEY_PATTERN = r"^[a-z][a-z0-9_]{0,127}$"
-#: One line of text: no control characters (NUL, line breaks, escape sequences) in names.
-#: (Numbers and booleans in commands are strict too: JSON true is no weight, "1" no target.)
-LINE = r"^[^\x00-\x1f\x7f]*$"
-Line = Annotated[str, Field(max_length=300, pattern=LINE)]
 
 
 class PeriodRange(BaseModel):
@@ -54,6 +50,9 @@ class PeriodRange(BaseModel):
     end: date
     label: str | None = Field(default=None, max_length=32)
     cadence: Cadence | None = None
+
+
+# Numbers and booleans in commands are strict: JSON true is no weight, "1" no target.
 
 
 class KeyResultCommand(BaseModel):

@@ -3,19 +3,23 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import asdict, replace
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Path, Query, Response, status
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field, ValidationError
+from pydantic import ValidationError
 
-from contracts import KPIReading, describe_validation_error
+from contracts import (
+    KPI_KEY_PATTERN,
+    IngestReport,
+    KPIReading,
+    OutcomeView,
+    describe_validation_error,
+)
 from services.metrics.application import (
     KPICommand,
     KPIStatus,
     MetricsApplication,
-    ReadingOutcome,
     RecordedReading,
 )
 from services.shared.errors import RuleViolation
@@ -23,26 +27,11 @@ from services.shared.http import BODY_ERRORS, Instant, JSONRoute, error_response
 from services.shared.http_parameters import AsOf, CorrelationId, RequestActor
 
 MAX_BATCH = 10_000
-KPIKey = Annotated[str, Path(pattern=r"^[a-z][a-z0-9_]{0,127}$", description="The KPI's key")]
+KPIKey = Annotated[str, Path(pattern=KPI_KEY_PATTERN, description="The KPI's key")]
 ReadingsBody = Annotated[
     dict[str, Any] | list[Any],
     Body(description="One reading, or a list of up to 10,000 readings."),
 ]
-
-
-class OutcomeView(BaseModel):
-    index: int = Field(description="Position of the reading in the request.")
-    kpi: str | None
-    reading_id: str | None
-    status: Literal["recorded", "duplicate", "rejected"]
-    reason: str | None = None
-
-
-class IngestReport(BaseModel):
-    recorded: int
-    duplicates: int
-    rejected: int
-    outcomes: list[OutcomeView] = Field(description="One per reading, in request order.")
 
 
 def _key(item: dict[str, Any]) -> str | None:
@@ -53,15 +42,15 @@ def _key(item: dict[str, Any]) -> str | None:
 
 def _parse(
     items: list[Any], kpi: str | None
-) -> tuple[list[KPIReading], list[int], list[ReadingOutcome]]:
+) -> tuple[list[KPIReading], list[int], list[OutcomeView]]:
     """Validate each item on its own, so one bad reading does not refuse the batch."""
     readings: list[KPIReading] = []
     positions: list[int] = []
-    rejected: list[ReadingOutcome] = []
+    rejected: list[OutcomeView] = []
     for index, item in enumerate(items):
         if not isinstance(item, dict):
             rejected.append(
-                ReadingOutcome(
+                OutcomeView(
                     index=index,
                     kpi=None,
                     reading_id=None,
@@ -72,7 +61,7 @@ def _parse(
             continue
         if kpi is not None and item.setdefault("kpi", kpi) != kpi:
             rejected.append(
-                ReadingOutcome(
+                OutcomeView(
                     index=index,
                     kpi=_key(item),
                     reading_id=None,
@@ -87,7 +76,7 @@ def _parse(
         except ValidationError as error:
             reason = describe_validation_error(error)
             rejected.append(
-                ReadingOutcome(
+                OutcomeView(
                     index=index, kpi=_key(item), reading_id=None, status="rejected", reason=reason
                 )
             )
@@ -110,7 +99,9 @@ def router(application: MetricsApplication) -> APIRouter:
             )
         readings, positions, outcomes = _parse(items, kpi)
         recorded = await asyncio.to_thread(application.record, readings, actor, correlation_id)
-        outcomes += [replace(outcome, index=positions[outcome.index]) for outcome in recorded]
+        outcomes += [
+            outcome.model_copy(update={"index": positions[outcome.index]}) for outcome in recorded
+        ]
         outcomes.sort(key=lambda outcome: outcome.index)
         if not isinstance(body, list):
             (single,) = outcomes
@@ -120,7 +111,7 @@ def router(application: MetricsApplication) -> APIRouter:
             recorded=sum(o.status == "recorded" for o in outcomes),
             duplicates=sum(o.status == "duplicate" for o in outcomes),
             rejected=sum(o.status == "rejected" for o in outcomes),
-            outcomes=[OutcomeView(**asdict(outcome)) for outcome in outcomes],
+            outcomes=outcomes,
         )
         code = status.HTTP_201_CREATED if report.recorded else status.HTTP_200_OK
         return JSONResponse(report.model_dump(mode="json"), status_code=code)

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.persistence import Recording
@@ -19,7 +18,15 @@ from eventsourcing.utils import get_topic
 from prometheus_client import Counter, Gauge
 from pydantic import BaseModel, ConfigDict, Field, StrictFloat
 
-from contracts import Direction, Health, Indicator, KPIDefinition, KPIReading
+from contracts import (
+    Direction,
+    Health,
+    Indicator,
+    KPIDefinition,
+    KPIReading,
+    OutcomeView,
+    ReadingStatus,
+)
 from services.metrics.domain import (
     KPI,
     UnhealthyStreak,
@@ -34,6 +41,7 @@ from services.metrics.domain import (
 )
 from services.shared.errors import NotFound, RuleViolation, Violation
 from services.shared.history import changes
+from services.shared.http_parameters import LINE
 from services.shared.store import ServiceApplication, processing_event
 from services.shared.telemetry import REPLAY_EVENTS, replaying
 
@@ -56,9 +64,9 @@ class KPICommand(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
-    # Strict numbers (JSON false is no warning) and names of one line (no NUL, no breaks).
-    name: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")
-    unit: str | None = Field(default=None, max_length=32, pattern=r"^[^\x00-\x1f\x7f]*$")
+    # Strict numbers (JSON false is no warning) and names of one line.
+    name: str = Field(min_length=1, max_length=200, pattern=LINE)
+    unit: str | None = Field(default=None, max_length=32, pattern=LINE)
     direction: Direction
     target: StrictFloat
     warning: StrictFloat | None = None
@@ -66,19 +74,8 @@ class KPICommand(BaseModel):
         default="P1D", max_length=64, description="Expected update interval (ISO-8601)."
     )
     indicator: Indicator = Indicator.lagging
-    owner: str | None = Field(default=None, max_length=200, pattern=r"^[^\x00-\x1f\x7f]*$")
+    owner: str | None = Field(default=None, max_length=200, pattern=LINE)
     description: str = Field(default="", max_length=5000)
-
-
-@dataclass(frozen=True, slots=True)
-class ReadingOutcome:
-    """What became of one reading (a slotted dataclass, not a model: one is made per reading)."""
-
-    index: int
-    kpi: str | None
-    reading_id: str | None
-    status: Literal["recorded", "duplicate", "rejected"]
-    reason: str | None = None
 
 
 class KPIStatus(BaseModel):
@@ -173,7 +170,7 @@ class MetricsApplication(ServiceApplication):
         readings: Sequence[KPIReading],
         actor: str | None = None,
         correlation_id: str | None = None,
-    ) -> list[ReadingOutcome]:
+    ) -> list[OutcomeView]:
         """Record a batch of readings in one transaction, each exactly once.
 
         A reading is a duplicate when its reading id was recorded for its KPI before (or
@@ -181,7 +178,7 @@ class MetricsApplication(ServiceApplication):
         KPI's. Outcomes come back in the order of ``readings``.
         """
         READINGS.labels("received").inc(len(readings))
-        outcomes: list[ReadingOutcome | None] = [None] * len(readings)
+        outcomes: list[OutcomeView | None] = [None] * len(readings)
         with self.write_lock:
             self._follow()
             candidates: dict[str, list[int]] = defaultdict(list)
@@ -426,11 +423,8 @@ class MetricsApplication(ServiceApplication):
 
 
 def _outcome(
-    index: int,
-    reading: KPIReading,
-    status: Literal["recorded", "duplicate", "rejected"],
-    reason: str | None = None,
-) -> ReadingOutcome:
-    return ReadingOutcome(
+    index: int, reading: KPIReading, status: ReadingStatus, reason: str | None = None
+) -> OutcomeView:
+    return OutcomeView(
         index=index, kpi=reading.kpi, reading_id=reading.reading_id, status=status, reason=reason
     )

@@ -16,7 +16,7 @@ from contracts.topics import AUDIT_HEADS
 from services.shared.audit import verify
 from services.shared.broker import read_partitions
 from services.shared.http import ErrorMessage
-from services.shared.http_parameters import Runtime
+from services.shared.runtime import Runtime
 
 #: How long ``/audit/verify`` waits for Kafka before answering 503.
 VERIFY_KAFKA_SECONDS = 15.0

@@ -1,18 +1,17 @@
 """What the routes of every service take from a request, declared once: who acts, the
-correlation id, the instant to answer as of, one-line text in bodies, and the service itself
-(its runtime and its application, which ``create_http_app`` keeps in the app's state)."""
+correlation id, the instant to answer as of, and one-line text in bodies. (The service
+itself, its runtime or application, a route takes with ``runtime.Runtime`` or
+``runtime.application_of``.)"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, TypeVar
+from typing import Annotated
 
 from fastapi import Depends, Header, Query, Request
 from pydantic import Field
 
 from services.shared.auth import Principal
 from services.shared.http import Instant
-from services.shared.runtime import ServiceRuntime
 
 #: Who made a change when the request names no one (authentication off, no ``X-Actor``).
 ANONYMOUS = "anonymous"
@@ -56,27 +55,3 @@ AsOf = Annotated[
     Instant | None,
     Query(description="An instant (ISO-8601 with timezone): answer as things were then."),
 ]
-
-
-def service_runtime(request: Request) -> ServiceRuntime:
-    """The service process this app serves."""
-    runtime: ServiceRuntime = request.app.state.runtime
-    return runtime
-
-
-#: The service process this app serves.
-Runtime = Annotated[ServiceRuntime, Depends(service_runtime)]
-
-A = TypeVar("A")
-
-
-def application_of(kind: type[A]) -> Callable[[Request], A]:
-    """A dependency that hands a route the service's application, as a ``kind``."""
-
-    def application(request: Request) -> A:
-        found = service_runtime(request).application
-        if not isinstance(found, kind):
-            raise TypeError(f"this app serves {type(found).__name__}, not {kind.__name__}")
-        return found
-
-    return application

@@ -1,5 +1,6 @@
 """One service process: its store, its Kafka broker connection, its outbox relay and its
-exactly-once consumers, started and stopped together (by the HTTP app's lifespan)."""
+exactly-once consumers, started and stopped together (by the HTTP app's lifespan); and the
+dependencies by which the app's routes reach it and its application."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ import gc
 import logging
 import time
 from collections.abc import Callable, Collection, Coroutine, Sequence
-from typing import Any
+from typing import Annotated, Any, TypeVar
 
 from aiokafka import TopicPartition
+from fastapi import Depends, Request
 from faststream import AckPolicy
 from faststream.kafka import KafkaBroker
 from faststream.kafka.annotations import KafkaMessage
@@ -259,3 +261,28 @@ class ServiceRuntime:
             "outbox_position": published,
             "outbox_backlog": max(head - published, 0),
         }
+
+
+def service_runtime(request: Request) -> ServiceRuntime:
+    """The service process an HTTP app serves (``create_http_app`` keeps it in the app's
+    state)."""
+    runtime: ServiceRuntime = request.app.state.runtime
+    return runtime
+
+
+#: The service process, for a route.
+Runtime = Annotated[ServiceRuntime, Depends(service_runtime)]
+
+A = TypeVar("A", bound=ServiceApplication)
+
+
+def application_of(kind: type[A]) -> Callable[[Request], A]:
+    """A dependency that hands a route the service's application, as a ``kind``."""
+
+    def application(request: Request) -> A:
+        found = service_runtime(request).application
+        if not isinstance(found, kind):
+            raise TypeError(f"this app serves {type(found).__name__}, not {kind.__name__}")
+        return found
+
+    return application

@@ -18,8 +18,7 @@ from pydantic import BaseModel, Field
 from services.shared import audit_api
 from services.shared.auth import Authentication, Tokens, document_security
 from services.shared.http import MAX_BODY_BYTES, BodyLimit, answer_errors, measure
-from services.shared.http_parameters import Runtime
-from services.shared.runtime import ServiceRuntime
+from services.shared.runtime import Runtime, ServiceRuntime
 
 #: An extra readiness condition of a service (for example, its projections caught up), by
 #: name; run in a worker thread, as it may read the store.

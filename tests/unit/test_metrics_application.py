@@ -19,11 +19,12 @@ from contracts import (
     KPIDefined,
     KPIReading,
     KPIRecorded,
+    OutcomeView,
     derive_reading_id,
     parse_event,
     stable_event_id,
 )
-from services.metrics.application import KPICommand, MetricsApplication, ReadingOutcome
+from services.metrics.application import KPICommand, MetricsApplication
 from services.metrics.domain import KPI
 from services.metrics.messaging import MAX_READING_BYTES, InvalidReading, integration_event
 from services.metrics.messaging import parse_reading as parse_raw_reading
@@ -101,7 +102,7 @@ def day(n: int) -> datetime:
     return T0 + timedelta(days=n)
 
 
-def statuses(outcomes: list[ReadingOutcome]) -> list[str]:
+def statuses(outcomes: list[OutcomeView]) -> list[str]:
     return [outcome.status for outcome in outcomes]
 
 
