@@ -8,9 +8,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, METRICS_EVENTS
-from services.goal.api import router
+from services.goal import api
 from services.goal.application import GoalApplication
-from services.goal.messaging import KPINotes, ScoreNotes, integration_event
+from services.goal.policy import KPINotes, ScoreNotes
+from services.goal.publishing import integration_event
 from services.shared.runtime import ServiceRuntime
 from services.shared.service_app import create_http_app
 from services.shared.settings import Settings
@@ -24,20 +25,13 @@ def create_app(settings: Settings) -> FastAPI:
     # A consumer of its own: the readings that fill metrics.events are skipped, and they
     # must not hold up the scores.
     runtime.consume([METRICS_EVENTS], KPINotes(), KPINotes.event_types)
-
-    def catalogue_caught_up() -> dict[str, bool]:
-        # The catalogue follows every commit (GoalApplication.on_recorded): behind the head
-        # only for the moment between a commit and its notification, or if it is stuck.
-        head = application.max_position()
-        return {"catalogue": application.catalogue.position >= head}
-
     return create_http_app(
         runtime,
         title="OKR goal service",
         description="Objectives, key results and check-ins; consumes alignment.events and "
         "metrics.events, publishes goal.events.",
-        routers=[router(application)],
-        readiness_checks=[catalogue_caught_up],
+        routers=[api.router],
+        readiness_checks=[application.readiness],
     )
 
 

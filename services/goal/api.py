@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Depends, Query, status
 from pydantic import BaseModel, Field
 
 from contracts import (
@@ -18,16 +19,19 @@ from contracts import (
     ObjectiveSet,
     ObjectiveStatus,
 )
-from services.goal.application import (
-    CheckInCommand,
-    GoalApplication,
-    ObjectiveCommand,
-)
+from services.goal.application import GoalApplication
+from services.goal.commands import ArchiveCommand, CheckInCommand, ObjectiveCommand
 from services.goal.domain import Objective, ObjectiveScores
-from services.goal.messaging import published_form
+from services.goal.publishing import published_form
 from services.shared.history import changes
 from services.shared.http import BODY_ERRORS, JSONRoute, error_responses
 from services.shared.http_parameters import Actor, AsOf, CorrelationId
+from services.shared.runtime import application_of
+
+Goal = Annotated[GoalApplication, Depends(application_of(GoalApplication))]
+
+router = APIRouter(prefix="/objectives", tags=["objectives"], route_class=JSONRoute)
+
 
 SCORE_NOTE = (
     "The latest score and status the alignment service published. A change made by this "
@@ -51,10 +55,6 @@ class ObjectiveView(BaseModel):
     last_actor: str
     score: dict[str, Any] | None = Field(default=None, description=SCORE_NOTE)
     warnings: list[str] = Field(default_factory=list)
-
-
-class ArchiveCommand(BaseModel):
-    reason: str | None = Field(default=None, max_length=2000)
 
 
 class HistoryEntry(BaseModel):
@@ -93,136 +93,145 @@ def view(
     )
 
 
-def router(application: GoalApplication) -> APIRouter:
-    api = APIRouter(prefix="/objectives", tags=["objectives"], route_class=JSONRoute)
-
-    @api.post(
-        "",
-        status_code=status.HTTP_201_CREATED,
-        response_model=ObjectiveView,
-        responses=error_responses(*BODY_ERRORS),
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ObjectiveView,
+    responses=error_responses(*BODY_ERRORS),
+)
+async def create_objective(
+    command: ObjectiveCommand, application: Goal, actor: Actor, correlation_id: CorrelationId = None
+) -> ObjectiveView:
+    """Set a new objective with its key results (an `ObjectiveSet` event)."""
+    objective, warnings = await asyncio.to_thread(
+        application.create_objective, command, actor, correlation_id
     )
-    async def create_objective(
-        command: ObjectiveCommand, actor: Actor, correlation_id: CorrelationId = None
-    ) -> ObjectiveView:
-        """Set a new objective with its key results (an `ObjectiveSet` event)."""
-        objective, warnings = await asyncio.to_thread(
-            application.create_objective, command, actor, correlation_id
-        )
-        return view(objective, warnings)
+    return view(objective, warnings)
 
-    @api.get("", response_model=list[ObjectiveDefinition])
-    async def list_objectives(
-        period: Annotated[str | None, Query(description='Label such as "2026-Q4"')] = None,
-        owner: str | None = None,
-        org_unit: str | None = None,
-        level: Level | None = None,
-        status: ObjectiveStatus | None = None,
-    ) -> list[ObjectiveDefinition]:
-        return application.catalogue.select(
-            period=period, owner=owner, org_unit=org_unit, level=level, status=status
-        )
 
-    @api.get("/{objective_id}", response_model=ObjectiveView, responses=error_responses(404))
-    async def get_objective(objective_id: UUID, as_of: AsOf = None) -> ObjectiveView:
-        """The objective, each KR's latest check-in, and the latest scores (from the
-        alignment service's events); with ``as_of``, all of it as it was at that instant."""
-        if as_of is not None:
-            then = await asyncio.to_thread(application.objective_as_of, objective_id, as_of)
-            scores = await asyncio.to_thread(application.scores_as_of, objective_id, as_of)
-            return view(then, scores=scores)
-        objective = await asyncio.to_thread(application.get_objective, objective_id)
-        return view(objective, scores=await asyncio.to_thread(application.scores, objective_id))
-
-    @api.put(
-        "/{objective_id}",
-        response_model=ObjectiveView,
-        responses=error_responses(404, 409, *BODY_ERRORS),
+@router.get("", response_model=list[ObjectiveDefinition])
+async def list_objectives(
+    application: Goal,
+    period: Annotated[str | None, Query(description='Label such as "2026-Q4"')] = None,
+    owner: str | None = None,
+    org_unit: str | None = None,
+    level: Level | None = None,
+    status: ObjectiveStatus | None = None,
+) -> list[ObjectiveDefinition]:
+    return application.catalogue.select(
+        period=period, owner=owner, org_unit=org_unit, level=level, status=status
     )
-    async def redefine_objective(
-        objective_id: UUID,
-        command: ObjectiveCommand,
-        actor: Actor,
-        correlation_id: CorrelationId = None,
-    ) -> ObjectiveView:
-        """Redefine the objective (another `ObjectiveSet`). Key results keep their `id`;
-        those left out are dropped, those without `id` are added."""
-        objective, warnings = await asyncio.to_thread(
-            application.redefine_objective, objective_id, command, actor, correlation_id
-        )
-        return view(objective, warnings, await asyncio.to_thread(application.scores, objective_id))
 
-    @api.post(
-        "/{objective_id}/archive",
-        response_model=ObjectiveView,
-        responses=error_responses(404, 409, *BODY_ERRORS),
-    )
-    async def archive_objective(
-        objective_id: UUID,
-        actor: Actor,
-        command: ArchiveCommand | None = None,
-        correlation_id: CorrelationId = None,
-    ) -> ObjectiveView:
-        reason = command.reason if command else None
-        objective = await asyncio.to_thread(
-            application.archive_objective, objective_id, reason, actor, correlation_id
-        )
-        return view(objective, scores=await asyncio.to_thread(application.scores, objective_id))
 
-    @api.post(
-        "/{objective_id}/key-results/{key_result_id}/check-ins",
-        status_code=status.HTTP_201_CREATED,
-        response_model=ObjectiveView,
-        responses=error_responses(404, 409, *BODY_ERRORS),
-    )
-    async def check_in(
-        objective_id: UUID,
-        key_result_id: str,
-        command: CheckInCommand,
-        actor: Actor,
-        correlation_id: CorrelationId = None,
-    ) -> ObjectiveView:
-        objective = await asyncio.to_thread(
-            application.check_in, objective_id, key_result_id, command, actor, correlation_id
-        )
-        return view(objective, scores=await asyncio.to_thread(application.scores, objective_id))
+@router.get("/{objective_id}", response_model=ObjectiveView, responses=error_responses(404))
+async def get_objective(objective_id: UUID, application: Goal, as_of: AsOf = None) -> ObjectiveView:
+    """The objective, each KR's latest check-in, and the latest scores (from the
+    alignment service's events); with ``as_of``, all of it as it was at that instant."""
+    if as_of is not None:
+        then = await asyncio.to_thread(application.objective_as_of, objective_id, as_of)
+        scores = await asyncio.to_thread(application.scores_as_of, objective_id, as_of)
+        return view(then, scores=scores)
+    objective = await asyncio.to_thread(application.get_objective, objective_id)
+    return view(objective, scores=await asyncio.to_thread(application.scores, objective_id))
 
-    @api.get(
-        "/{objective_id}/history",
-        response_model=list[HistoryEntry],
-        responses=error_responses(404),
+
+@router.put(
+    "/{objective_id}",
+    response_model=ObjectiveView,
+    responses=error_responses(404, 409, *BODY_ERRORS),
+)
+async def redefine_objective(
+    objective_id: UUID,
+    command: ObjectiveCommand,
+    application: Goal,
+    actor: Actor,
+    correlation_id: CorrelationId = None,
+) -> ObjectiveView:
+    """Redefine the objective (another `ObjectiveSet`). Key results keep their `id`;
+    those left out are dropped, those without `id` are added."""
+    objective, warnings = await asyncio.to_thread(
+        application.redefine_objective, objective_id, command, actor, correlation_id
     )
-    async def history(objective_id: UUID) -> list[HistoryEntry]:
-        """Every change of the objective, oldest first, as published on `goal.events`."""
-        events = await asyncio.to_thread(application.history, objective_id)
-        entries = []
-        state: dict[str, Any] = {}  # the objective as of the previous event, for the diffs
-        for domain_event in events:
-            event_class, payload = published_form(domain_event)
-            fields = payload.model_dump(mode="json")
-            if event_class is ObjectiveSet:
-                after = fields | {"check_ins": state.get("check_ins", {})}
-            elif event_class is ObjectiveArchived:
-                after = state | {"status": "archived"}
-            else:  # a check-in: the key result's latest check-in changes
-                check_in = {
-                    k: v for k, v in fields.items() if k not in ("objective_id", "key_result_id")
-                }
-                after = state | {
-                    "check_ins": state.get("check_ins", {}) | {fields["key_result_id"]: check_in}
-                }
-            entries.append(
-                HistoryEntry(
-                    version=domain_event.originator_version,
-                    event_type=event_class.model_fields["event_type"].default,
-                    occurred_at=domain_event.timestamp,
-                    actor=domain_event.actor,
-                    correlation_id=domain_event.correlation_id,
-                    payload=fields,
-                    changes=changes(state or None, after),
-                )
+    return view(objective, warnings, await asyncio.to_thread(application.scores, objective_id))
+
+
+@router.post(
+    "/{objective_id}/archive",
+    response_model=ObjectiveView,
+    responses=error_responses(404, 409, *BODY_ERRORS),
+)
+async def archive_objective(
+    objective_id: UUID,
+    application: Goal,
+    actor: Actor,
+    command: ArchiveCommand | None = None,
+    correlation_id: CorrelationId = None,
+) -> ObjectiveView:
+    reason = command.reason if command else None
+    objective = await asyncio.to_thread(
+        application.archive_objective, objective_id, reason, actor, correlation_id
+    )
+    return view(objective, scores=await asyncio.to_thread(application.scores, objective_id))
+
+
+@router.post(
+    "/{objective_id}/key-results/{key_result_id}/check-ins",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ObjectiveView,
+    responses=error_responses(404, 409, *BODY_ERRORS),
+)
+async def check_in(
+    objective_id: UUID,
+    key_result_id: str,
+    command: CheckInCommand,
+    application: Goal,
+    actor: Actor,
+    correlation_id: CorrelationId = None,
+) -> ObjectiveView:
+    objective = await asyncio.to_thread(
+        application.check_in, objective_id, key_result_id, command, actor, correlation_id
+    )
+    return view(objective, scores=await asyncio.to_thread(application.scores, objective_id))
+
+
+@router.get(
+    "/{objective_id}/history",
+    response_model=list[HistoryEntry],
+    responses=error_responses(404),
+)
+async def history(objective_id: UUID, application: Goal) -> list[HistoryEntry]:
+    """Every change of the objective, oldest first, as published on `goal.events`."""
+    return history_entries(await asyncio.to_thread(application.history, objective_id))
+
+
+def history_entries(domain_events: Sequence[Any]) -> list[HistoryEntry]:
+    """Each stored change as published, with the field-level differences it made."""
+    entries = []
+    state: dict[str, Any] = {}  # the objective as of the previous event, for the diffs
+    for domain_event in domain_events:
+        event_class, payload = published_form(domain_event)
+        fields = payload.model_dump(mode="json")
+        if event_class is ObjectiveSet:
+            after = fields | {"check_ins": state.get("check_ins", {})}
+        elif event_class is ObjectiveArchived:
+            after = state | {"status": "archived"}
+        else:  # a check-in: the key result's latest check-in changes
+            check_in = {
+                k: v for k, v in fields.items() if k not in ("objective_id", "key_result_id")
+            }
+            after = state | {
+                "check_ins": state.get("check_ins", {}) | {fields["key_result_id"]: check_in}
+            }
+        entries.append(
+            HistoryEntry(
+                version=domain_event.originator_version,
+                event_type=event_class.model_fields["event_type"].default,
+                occurred_at=domain_event.timestamp,
+                actor=domain_event.actor,
+                correlation_id=domain_event.correlation_id,
+                payload=fields,
+                changes=changes(state or None, after),
             )
-            state = after
-        return entries
-
-    return api
+        )
+        state = after
+    return entries

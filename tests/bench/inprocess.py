@@ -33,8 +33,9 @@ from typing import Any, TypeVar
 from contracts import GOAL_EVENTS, METRICS_EVENTS, Envelope, parse_event
 from services.alignment.application import AlignmentApplication, AlignmentPolicy
 from services.alignment.messaging import integration_event as alignment_message
-from services.goal.application import GoalApplication, ObjectiveCommand
-from services.goal.messaging import integration_event as goal_message
+from services.goal.application import GoalApplication
+from services.goal.commands import ObjectiveCommand
+from services.goal.publishing import integration_event as goal_message
 from services.metrics.application import KPICommand, MetricsApplication
 from services.metrics.messaging import integration_event as metrics_message
 from services.metrics.messaging import parse_reading

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from services.goal.application import GoalApplication, KeyResultCommand, ObjectiveCommand
+from services.goal.application import GoalApplication
+from services.goal.commands import KeyResultCommand, ObjectiveCommand
 from services.shared.audit import GENESIS, StoredLink, link, verify
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication, store_environment

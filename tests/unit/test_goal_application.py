@@ -21,15 +21,10 @@ from contracts import (
     parse_event,
     stable_event_id,
 )
-from services.goal.application import (
-    CheckInCommand,
-    GoalApplication,
-    KeyResultCommand,
-    ObjectiveCommand,
-    PeriodRange,
-)
+from services.goal.application import GoalApplication
+from services.goal.commands import CheckInCommand, KeyResultCommand, ObjectiveCommand, PeriodRange
 from services.goal.domain import CataloguedKPI, Objective
-from services.goal.messaging import integration_event
+from services.goal.publishing import integration_event
 from services.shared.errors import Conflict, NotFound, RuleViolation
 from services.shared.settings import Settings
 from services.shared.store import store_environment

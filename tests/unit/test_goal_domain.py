@@ -19,7 +19,7 @@ from contracts import (
     ObjectiveStatus,
     parse_period,
 )
-from services.goal.application import KeyResultCommand
+from services.goal.commands import KeyResultCommand
 from services.goal.domain import (
     Objective,
     check_definition,

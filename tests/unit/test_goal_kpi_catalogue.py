@@ -26,9 +26,11 @@ from contracts import (
     ObjectiveDefinition,
     parse_period,
 )
-from services.goal.application import GoalApplication, KeyResultCommand, ObjectiveCommand
+from services.goal.application import GoalApplication
+from services.goal.commands import KeyResultCommand, ObjectiveCommand
 from services.goal.domain import CataloguedKPI, unknown_kpi_warnings
-from services.goal.messaging import KPINotes, integration_event
+from services.goal.policy import KPINotes
+from services.goal.publishing import integration_event
 from services.shared.consumer import TrackedConsumer
 from services.shared.settings import Settings
 from services.shared.store import store_environment

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from contracts import ALIGNMENT_EVENTS, Envelope, ObjectiveScored, PaceStatus
-from services.goal.application import GoalApplication, ObjectiveCommand
+from services.goal.application import GoalApplication
+from services.goal.commands import ObjectiveCommand
 from services.shared.consumer import TrackedConsumer, UnitOfWork
 from services.shared.store import LogEpochs, ServiceApplication, store_environment
 from tests.stores import Store, both_stores
