@@ -10,8 +10,9 @@ from prometheus_client import REGISTRY
 
 from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, METRICS_EVENTS
 from services.alignment.api import AlignmentCollector, router
-from services.alignment.application import AlignmentApplication, AlignmentPolicy
-from services.alignment.messaging import integration_event
+from services.alignment.application import AlignmentApplication
+from services.alignment.policy import AlignmentPolicy
+from services.alignment.publishing import integration_event
 from services.shared.runtime import ServiceRuntime
 from services.shared.service_app import create_http_app
 from services.shared.settings import Settings

@@ -15,6 +15,7 @@ from __future__ import annotations
 import copy
 import functools
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -287,6 +288,22 @@ class KPITrack(Aggregate):
 
         def apply(self, aggregate: Any) -> None:
             aggregate.fold(self.readings, self.arrived_at)
+
+        def references(self) -> Iterator[tuple[ReadingRef, datetime]]:
+            """Each reading applied, with when the metrics service recorded it (kept per
+            reading since archivals need it; before, per batch)."""
+            for item in self.readings:
+                recorded = item.get("recorded_at")
+                yield (
+                    ReadingRef(
+                        item["reading_id"],
+                        item["value"],
+                        datetime.fromisoformat(item["observed_at"]),
+                        item["position"],
+                        item.get("source", ""),
+                    ),
+                    datetime.fromisoformat(recorded) if recorded else self.arrived_at,
+                )
 
     @event(Defined)
     def __init__(self, key: str, definition: dict[str, Any] | None) -> None:

@@ -9,11 +9,14 @@ it closes.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from contracts import GapKind, Health, KeyResultKind, Level, ObjectiveDefinition, ObjectiveStatus
+from services.alignment.domain import KPITrack, ObjectiveTrack
+from services.shared.kpi_health import is_stagnant, meaningful_change, stagnation_holds_until
 
 #: More active objectives than this for one owner in one period scatter the focus.
 MAX_OBJECTIVES_PER_OWNER = 5
@@ -54,6 +57,41 @@ class KPIFacts:
     stagnant: bool = False
     #: Who answers for the KPI: its gaps are theirs.
     owner: str | None = None
+
+
+def objective_facts(track: ObjectiveTrack) -> ObjectiveFacts:
+    return ObjectiveFacts(
+        track.definition,
+        frozenset(
+            kr.id
+            for kr in track.definition.key_results
+            if track.check_ins.get(kr.id, {}).get("value") is not None
+            or (kr.id in track.stats and track.stats[kr.id].count > 0)
+        ),
+    )
+
+
+def kpi_facts(
+    kpi: KPITrack, now: datetime, stagnation_window: timedelta, stagnation_tolerance: float
+) -> tuple[KPIFacts, datetime | None]:
+    """The facts of a defined KPI at ``now``, and the instant up to which they hold (None: for
+    ever): stagnation depends on the instant too (``stagnation_holds_until``)."""
+    assert kpi.definition is not None
+    facts = KPIFacts(
+        kpi.key,
+        kpi.health,
+        kpi.last_arrival,
+        timedelta(seconds=kpi.definition.interval_seconds),
+        stagnant=is_stagnant(
+            kpi.streak,
+            now,
+            stagnation_window,
+            stagnation_tolerance,
+            meaningful_change(kpi.definition),
+        ),
+        owner=kpi.definition.owner,
+    )
+    return facts, stagnation_holds_until(kpi.streak, now, stagnation_window)
 
 
 def detect_gaps(
@@ -130,6 +168,27 @@ def kpi_gaps_hold_until(kpi: KPIFacts, now: datetime) -> datetime | None:
         return None
     stale_after = kpi.last_arrival + 2 * kpi.interval
     return stale_after if now <= stale_after else None
+
+
+def gap_changes(
+    open_gaps: Mapping[str, Mapping[str, Any]], gaps: Mapping[str, Gap], now: datetime
+) -> tuple[list[tuple[Gap, datetime]], list[str]]:
+    """What moves the open gaps (``GapBoard.open``) to ``gaps``: the gaps to record as
+    detected, each with the instant it has been open since, and the ids of those to resolve,
+    both by id. A gap still open whose owner, period or message changed (a KPI or objective
+    given to someone else, a KPI defined at last) is detected again, as it is now, so that the
+    published gaps stay true; it keeps its age."""
+    detected = [(gap, now) for gap_id, gap in gaps.items() if gap_id not in open_gaps]
+    for gap_id, was in open_gaps.items():
+        gap = gaps.get(gap_id)
+        if gap is not None and (was["owner"], was["period"], was["message"]) != (
+            gap.owner,
+            gap.period,
+            gap.message,
+        ):
+            detected.append((gap, datetime.fromisoformat(was["since"])))
+    resolved = sorted(gap_id for gap_id in open_gaps if gap_id not in gaps)
+    return sorted(detected, key=lambda item: item[0].gap_id), resolved
 
 
 class GapMemo:

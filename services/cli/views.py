@@ -253,7 +253,7 @@ def offline_tree(bootstrap: str, moment: datetime) -> list[dict[str, Any]]:
     from aiokafka.errors import KafkaError
 
     from services.alignment.api import build_tree
-    from services.alignment.messaging import rebuild_from_topics
+    from services.alignment.rebuild import rebuild_from_topics
     from services.shared.settings import Settings
 
     options = Settings(kafka_bootstrap_servers=bootstrap).kafka_client_options()

@@ -31,8 +31,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from contracts import GOAL_EVENTS, METRICS_EVENTS, Envelope, parse_event
-from services.alignment.application import AlignmentApplication, AlignmentPolicy
-from services.alignment.messaging import integration_event as alignment_message
+from services.alignment.application import AlignmentApplication
+from services.alignment.policy import AlignmentPolicy
+from services.alignment.publishing import integration_event as alignment_message
 from services.goal.application import GoalApplication
 from services.goal.commands import ObjectiveCommand
 from services.goal.publishing import integration_event as goal_message

@@ -19,7 +19,7 @@ from typer.testing import CliRunner
 
 from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, KPI_READINGS, METRICS_EVENTS
 from services.alignment.api import build_tree
-from services.alignment.messaging import rebuild_from_topics
+from services.alignment.rebuild import rebuild_from_topics
 from services.cli import app as okr
 from tests.stores import Store, both_stores
 from tests.support import (

@@ -23,7 +23,7 @@ from typing import Any
 
 from contracts import ALL_TOPICS, METRICS_EVENTS, dlq_topic, parse_period
 from services.alignment.api import build_tree, objective_view
-from services.alignment.messaging import rebuild_from_topics
+from services.alignment.rebuild import rebuild_from_topics
 from services.alignment.scoring import (
     clamp,
     in_window,

@@ -30,7 +30,8 @@ from contracts import (
     ObjectiveSet,
     stable_event_id,
 )
-from services.alignment.application import AlignmentApplication, AlignmentPolicy
+from services.alignment.application import AlignmentApplication
+from services.alignment.policy import AlignmentPolicy
 from services.alignment.scoring import weighted_mean
 from services.shared.consumer import UnitOfWork
 from services.shared.settings import Settings

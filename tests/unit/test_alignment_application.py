@@ -42,10 +42,11 @@ from contracts import (
     parse_period,
     stable_event_id,
 )
-from services.alignment import application as alignment_application
-from services.alignment.application import AlignmentApplication, AlignmentPolicy
+from services.alignment import evaluation as evaluation_rules
+from services.alignment.application import AlignmentApplication
 from services.alignment.domain import GapBoard, ObjectiveTrack
-from services.alignment.messaging import integration_event
+from services.alignment.policy import AlignmentPolicy
+from services.alignment.publishing import integration_event
 from services.shared.consumer import UnitOfWork
 from services.shared.settings import Settings
 from services.shared.store import store_environment
@@ -412,7 +413,7 @@ def test_a_backfill_cites_at_most_max_lineage_readings(
 ) -> None:
     """A sum over more readings than an evaluation may cite: every reading counts, the first
     ``MAX_LINEAGE`` are cited, in the order they were applied."""
-    monkeypatch.setattr(alignment_application, "MAX_LINEAGE", 3)
+    monkeypatch.setattr(evaluation_rules, "MAX_LINEAGE", 3)
     feed = Feed()
     service.batch(feed.kpi("new_customers", target=300))
     readings = [feed.reading("new_customers", 10 + n, day(3, 1 + n)) for n in range(5)]

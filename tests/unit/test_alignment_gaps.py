@@ -22,13 +22,19 @@ from contracts import (
     ObjectiveStatus,
     parse_period,
 )
+from services.alignment.domain import KPITrack, ObjectiveTrack
 from services.alignment.gaps import (
+    Gap,
     GapMemo,
     KPIFacts,
     ObjectiveFacts,
     detect_gaps,
+    gap_changes,
     kpi_gaps_hold_until,
 )
+from services.alignment.gaps import kpi_facts as facts_of_kpi
+from services.alignment.gaps import objective_facts as facts_of_objective
+from services.alignment.scoring import ReadingRef, WindowStats
 
 NOW = datetime(2026, 11, 16, 9, 30, tzinfo=UTC)
 WEEK = timedelta(days=7)
@@ -582,3 +588,109 @@ def test_a_kpi_turns_stale_in_the_memo_as_time_passes() -> None:
     assert set(later) == {"stale_kpi:new_customers"}
     assert kpi_gaps_hold_until(quiet, NOW) == NOW + timedelta(days=2)
     assert kpi_gaps_hold_until(quiet, NOW + timedelta(days=3)) is None  # stale for ever
+
+
+# -- the facts of the tracks ------------------------------------------------------------------
+
+
+def test_a_key_result_has_data_with_a_checked_in_value_or_a_reading_in_its_period() -> None:
+    definition = objective(
+        key_results=[metric_kr("kr-churn"), kpi_kr("kr-nps", "net_promoter_score")]
+    ).definition
+    track = ObjectiveTrack(definition.id, definition.model_dump(mode="json"), 1)
+    track.check_in("kr-churn", None, None, None, 7, 2)  # confidence alone: no value
+    track.stats["kr-nps"] = WindowStats()
+    assert facts_of_objective(track).with_data == frozenset()
+    track.check_in("kr-churn", 7.5, None, None, None, 3)
+    track.stats["kr-nps"].add(ReadingRef("r1", 40.0, NOW, 1))
+    assert facts_of_objective(track) == ObjectiveFacts(
+        definition, frozenset({"kr-churn", "kr-nps"})
+    )
+
+
+def test_a_kpis_facts_hold_until_its_stagnation_may_change() -> None:
+    definition = {
+        "key": "net_promoter_score",
+        "name": "NPS",
+        "direction": "higher_is_better",
+        "target": 45.0,
+        "warning": 35.0,
+        "interval": "P7D",
+        "interval_seconds": WEEK.total_seconds(),
+        "owner": "carol",
+    }
+    track = KPITrack("net_promoter_score", definition)
+    facts, holds_until = facts_of_kpi(track, NOW, timedelta(days=14), 0.05)
+    assert facts == kpi(health=None, last_arrival=None, owner="carol")
+    assert holds_until is None  # healthy, or no readings: for ever
+    observed = (NOW - timedelta(days=1)).isoformat()
+    reading = {"reading_id": "r1", "value": 20.0, "observed_at": observed, "health": "unhealthy"}
+    track.fold([reading], NOW)
+    facts, holds_until = facts_of_kpi(track, NOW, timedelta(days=14), 0.05)
+    assert (facts.health, facts.stagnant, facts.last_arrival) == (Health.unhealthy, False, NOW)
+    assert holds_until == NOW + timedelta(days=13)  # unhealthy for as long as the window
+
+
+# -- what moves the open gaps -----------------------------------------------------------------
+
+STALE = Gap(GapKind.stale_kpi, "nps", "KPI nps has had no reading", "carol")
+ORPHAN = Gap(
+    GapKind.orphan_objective, "obj-a", "team objective 'A' aligns to nothing", "bob", "2026"
+)
+
+
+def opened(gap: Gap, since: datetime) -> dict[str, object]:
+    """A gap as ``GapBoard.open`` keeps it."""
+    return {
+        "gap_id": gap.gap_id,
+        "kind": gap.kind.value,
+        "subject": gap.subject,
+        "message": gap.message,
+        "owner": gap.owner,
+        "period": gap.period,
+        "since": since.isoformat(),
+    }
+
+
+def test_new_gaps_are_detected_now_and_gone_ones_resolved() -> None:
+    board = {STALE.gap_id: opened(STALE, NOW - WEEK)}
+    detected, resolved = gap_changes(board, {ORPHAN.gap_id: ORPHAN}, NOW)
+    assert detected == [(ORPHAN, NOW)]
+    assert resolved == [STALE.gap_id]
+
+
+def test_an_open_gap_that_did_not_change_is_left_alone() -> None:
+    board = {STALE.gap_id: opened(STALE, NOW - WEEK)}
+    assert gap_changes(board, {STALE.gap_id: STALE}, NOW) == ([], [])
+
+
+@pytest.mark.parametrize(
+    "change", [{"owner": "dave"}, {"period": "2027"}, {"message": "KPI nps is defined now"}]
+)
+def test_an_open_gap_whose_owner_period_or_message_changed_is_detected_again_with_its_age(
+    change: dict[str, str],
+) -> None:
+    board = {ORPHAN.gap_id: opened(ORPHAN, NOW - WEEK)}
+    changed = Gap(**{**ORPHAN.__dict__, **change})
+    assert gap_changes(board, {ORPHAN.gap_id: changed}, NOW) == ([(changed, NOW - WEEK)], [])
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    before=st.sets(st.sampled_from([STALE, ORPHAN, Gap(GapKind.stale_kpi, "arr", "quiet")])),
+    after=st.sets(st.sampled_from([STALE, ORPHAN, Gap(GapKind.stale_kpi, "arr", "late")])),
+)
+def test_the_changes_take_the_open_gaps_to_the_detected_ones(
+    before: set[Gap], after: set[Gap]
+) -> None:
+    board = {gap.gap_id: opened(gap, NOW - WEEK) for gap in before}
+    detected, resolved = gap_changes(board, {gap.gap_id: gap for gap in after}, NOW)
+    for gap_id in resolved:
+        del board[gap_id]
+    for gap, since in detected:
+        board[gap.gap_id] = opened(gap, since)
+    assert board == {
+        gap.gap_id: opened(gap, NOW - WEEK if gap.gap_id in {g.gap_id for g in before} else NOW)
+        for gap in after
+    }
+    assert [gap.gap_id for gap, _ in detected] == sorted(gap.gap_id for gap, _ in detected)
