@@ -9,10 +9,11 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, METRICS_EVENTS
-from services.alignment.api import AlignmentCollector, router
+from services.alignment.api import router
 from services.alignment.application import AlignmentApplication
 from services.alignment.policy import AlignmentPolicy
 from services.alignment.publishing import integration_event
+from services.alignment.telemetry import AlignmentCollector
 from services.shared.runtime import ServiceRuntime
 from services.shared.service_app import create_http_app
 from services.shared.settings import Settings
@@ -37,7 +38,7 @@ def create_app(settings: Settings) -> FastAPI:
         title="OKR alignment service",
         description="Alignment graph, live scores and gaps; consumes goal.events and "
         "metrics.events, publishes alignment.events.",
-        routers=[router(application)],
+        routers=[router],
     )
 
 

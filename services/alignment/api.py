@@ -3,63 +3,185 @@
 from __future__ import annotations
 
 import asyncio
-from collections import Counter
-from collections.abc import Iterator
-from datetime import UTC, datetime
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Query
-from prometheus_client.core import GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from fastapi import APIRouter, Depends
+from pydantic import BaseModel, Field
 
-from contracts import GapKind, PaceStatus
+from contracts import (
+    Aggregation,
+    GapKind,
+    KeyResultDefinition,
+    KeyResultKind,
+    Level,
+    ObjectiveStatus,
+    ObjectiveType,
+    PaceStatus,
+)
 from services.alignment.application import AlignmentApplication
 from services.alignment.domain import ObjectiveTrack
-from services.shared.http import Instant, JSONRoute, error_responses
+from services.shared.http import JSONRoute, error_responses
+from services.shared.http_parameters import AsOf
+from services.shared.runtime import application_of
 
-AsOf = Annotated[
-    Instant | None,
-    Query(description="An instant (ISO-8601 with timezone): answer as things were then."),
-]
+Alignment = Annotated[AlignmentApplication, Depends(application_of(AlignmentApplication))]
 
-
-def key_result_view(track: ObjectiveTrack) -> list[dict[str, Any]]:
-    return [
-        {
-            "id": kr.id,
-            "title": kr.title,
-            "kind": kr.kind.value,
-            "kpi": kr.kpi,
-            "aggregation": kr.aggregation.value if kr.aggregation else None,
-            "baseline": kr.baseline,
-            "target": kr.target,
-            "weight": kr.weight,
-            **{
-                name: track.evaluations.get(kr.id, {}).get(name)
-                for name in ("score", "progress", "value", "expected", "status", "as_of")
-            },
-            "lineage": track.evaluations.get(kr.id, {}).get("lineage", []),
-        }
-        for kr in track.definition.key_results
-    ]
+ISO_INSTANT = "ISO-8601 instant, as recorded."
 
 
-def objective_view(track: ObjectiveTrack, with_lineage: bool = True) -> dict[str, Any]:
+# -- response models ----------------------------------------------------------------------------
+
+
+class ReadingCitation(BaseModel):
+    """A KPI reading as the metrics service recorded it on ``metrics.events``."""
+
+    producer: Literal["metrics"]
+    position: int = Field(description="Its position in the metrics service's log.")
+    event_type: Literal["KPIRecorded"]
+    reading_id: str
+    observed_at: str = Field(description="When it was observed: ISO-8601 instant.")
+    source: str | None = Field(
+        default=None,
+        description="The source system; absent for readings cited before sources were kept.",
+        exclude_if=lambda source: source is None,
+    )
+
+
+class CheckInCitation(BaseModel):
+    """A check-in on ``goal.events``."""
+
+    producer: Literal["goal"]
+    position: int = Field(description="Its position in the goal service's log.")
+    event_type: Literal["KeyResultCheckedIn"]
+
+
+#: One input that determined a score.
+Citation = Annotated[ReadingCitation | CheckInCitation, Field(discriminator="event_type")]
+
+
+class DefinitionCitation(BaseModel):
+    """The objective definition (``ObjectiveSet``) in force, by its position in goal.events."""
+
+    producer: Literal["goal"]
+    position: int
+
+
+class KeyResultSummary(BaseModel):
+    """A key result's definition and its last evaluation (nulls until the first)."""
+
+    id: str
+    title: str
+    kind: KeyResultKind
+    kpi: str | None
+    aggregation: Aggregation | None
+    baseline: float | None
+    target: float | None
+    weight: float
+    score: float | None
+    progress: float | None = Field(description="Unclamped, from baseline (0) to target (1).")
+    value: float | None
+    expected: float | None = Field(description="The elapsed fraction of the period.")
+    status: PaceStatus | None
+    as_of: str | None = Field(description=ISO_INSTANT)
+
+
+class KeyResultScore(KeyResultSummary):
+    lineage: list[Citation] = Field(
+        description="What determined the last evaluation: readings or a check-in."
+    )
+
+
+class ObjectiveSummary(BaseModel):
+    """An objective's definition and its last evaluation (nulls until the first)."""
+
+    id: str
+    title: str
+    owner: str | None
+    org_unit: str
+    level: Level
+    period: str = Field(description='The period\'s label, such as "2026-Q4".')
+    type: ObjectiveType
+    status: ObjectiveStatus
+    weight: float
+    parent_id: str | None
+    parent_key_result_id: str | None
+    definition: DefinitionCitation
+    score: float | None
+    pace: PaceStatus | None
+    expected: float | None = Field(description="The elapsed fraction of the period.")
+    final: bool = Field(description="Graded at the end of its period (or as of its archival).")
+    success: bool | None = Field(description="The final grade's verdict, once final.")
+    as_of: str | None = Field(description=ISO_INSTANT)
+
+
+class ObjectiveScore(ObjectiveSummary):
+    key_results: list[KeyResultScore]
+
+
+class TreeNode(ObjectiveSummary):
+    key_results: list[KeyResultSummary]
+    children: list[TreeNode] = Field(description="The active objectives aligned to this one.")
+
+
+class ScoreRecord(BaseModel):
+    """One published evaluation of a key result (a ``KeyResultScored``)."""
+
+    score: float
+    progress: float
+    value: float | None
+    expected: float
+    status: PaceStatus
+    as_of: datetime
+    lineage: list[Citation]
+    definition: DefinitionCitation
+
+
+class OpenGap(BaseModel):
+    gap_id: str = Field(description="Stable: kind and subject.")
+    kind: GapKind
+    subject: str
+    message: str
+    owner: str | None
+    period: str | None
+    since: str = Field(description=f"When it opened: {ISO_INSTANT}")
+
+
+# -- views of the tracks --------------------------------------------------------------------
+
+
+def key_result_fields(track: ObjectiveTrack, key_result: KeyResultDefinition) -> dict[str, Any]:
+    """A key result's definition and last evaluation, but its lineage."""
+    evaluation = track.evaluations.get(key_result.id, {})
+    return {
+        "id": key_result.id,
+        "title": key_result.title,
+        "kind": key_result.kind,
+        "kpi": key_result.kpi,
+        "aggregation": key_result.aggregation,
+        "baseline": key_result.baseline,
+        "target": key_result.target,
+        "weight": key_result.weight,
+        **{
+            name: evaluation.get(name)
+            for name in ("score", "progress", "value", "expected", "status", "as_of")
+        },
+    }
+
+
+def objective_fields(track: ObjectiveTrack) -> dict[str, Any]:
+    """An objective's definition and last evaluation, but its key results."""
     definition = track.definition
     evaluation = track.evaluation or {}
-    key_results = key_result_view(track)
-    if not with_lineage:
-        for key_result in key_results:
-            key_result.pop("lineage")
     return {
         "id": definition.id,
         "title": definition.title,
         "owner": definition.owner,
         "org_unit": definition.org_unit,
-        "level": definition.level.value,
+        "level": definition.level,
         "period": definition.period.label,
-        "type": definition.type.value,
-        "status": definition.status.value,
+        "type": definition.type,
+        "status": definition.status,
         "weight": definition.weight,
         "parent_id": definition.parent_id,
         "parent_key_result_id": definition.parent_key_result_id,
@@ -70,150 +192,118 @@ def objective_view(track: ObjectiveTrack, with_lineage: bool = True) -> dict[str
         "final": evaluation.get("final", False),
         "success": evaluation.get("success"),
         "as_of": evaluation.get("as_of"),
-        "key_results": key_results,
     }
+
+
+def objective_view(track: ObjectiveTrack) -> ObjectiveScore:
+    key_results = [
+        key_result_fields(track, kr)
+        | {"lineage": track.evaluations.get(kr.id, {}).get("lineage", [])}
+        for kr in track.definition.key_results
+    ]
+    return ObjectiveScore.model_validate(objective_fields(track) | {"key_results": key_results})
+
+
+def tree_node(track: ObjectiveTrack) -> TreeNode:
+    """The objective without its lineage, and no children yet."""
+    key_results = [key_result_fields(track, kr) for kr in track.definition.key_results]
+    return TreeNode.model_validate(
+        objective_fields(track) | {"key_results": key_results, "children": []}
+    )
 
 
 def build_tree(
     tracks: list[ObjectiveTrack], period: str | None, org_unit: str | None
-) -> list[dict[str, Any]]:
+) -> list[TreeNode]:
     """Active objectives nested under the objective they align to. A filtered-out parent
     leaves its matching children as roots, so a filter never hides a match."""
     chosen = {
-        t.definition.id: objective_view(t, with_lineage=False)
+        t.definition.id: tree_node(t)
         for t in tracks
         if t.active
         and (period is None or t.definition.period.label == period)
         and (org_unit is None or t.definition.org_unit == org_unit)
     }
     roots = []
-    for node in sorted(chosen.values(), key=lambda n: (n["level"] != "company", n["title"])):
-        node.setdefault("children", [])
-        parent = chosen.get(node["parent_id"] or "")
+    for node in sorted(chosen.values(), key=lambda n: (n.level is not Level.company, n.title)):
+        parent = chosen.get(node.parent_id or "")
         if parent is None:
             roots.append(node)
         else:
-            parent.setdefault("children", []).append(node)
+            parent.children.append(node)
     return roots
 
 
-def router(application: AlignmentApplication) -> APIRouter:
-    api = APIRouter(tags=["alignment"], route_class=JSONRoute)
+# -- routes -------------------------------------------------------------------------------------
 
-    @api.get("/tree")
-    async def tree(
-        period: str | None = None, org_unit: str | None = None, as_of: AsOf = None
-    ) -> list[dict[str, Any]]:
-        """The cascade of active objectives with scores, pace and each key result's score;
-        with ``as_of``, as it was at that instant (replayed from the log up to then)."""
-        if as_of is not None:
-            tracks = await asyncio.to_thread(application.tracks_as_of, as_of)
-        else:
-            tracks = await asyncio.to_thread(application.tracks)
-        return build_tree(tracks, period, org_unit)
+router = APIRouter(tags=["alignment"], route_class=JSONRoute)
 
-    @api.get("/objectives/{objective_id}/score", responses=error_responses(404))
-    async def objective_score(objective_id: str, as_of: AsOf = None) -> dict[str, Any]:
-        """Objective score and pace, and per key result score, progress, value, pace and the
-        lineage of its last evaluation (the readings or check-in that determined it)."""
-        if as_of is not None:
-            return objective_view(
-                await asyncio.to_thread(application.track_as_of, objective_id, as_of)
-            )
-        return objective_view(await asyncio.to_thread(application.track, objective_id))
 
-    @api.get("/key-results/{key_result_id}/scores", responses=error_responses(404))
-    async def key_result_scores(key_result_id: str) -> list[dict[str, Any]]:
-        """Every published score of the key result, oldest first."""
-        return await asyncio.to_thread(application.key_result_history, key_result_id)
+@router.get("/tree")
+async def tree(
+    application: Alignment,
+    period: str | None = None,
+    org_unit: str | None = None,
+    as_of: AsOf = None,
+) -> list[TreeNode]:
+    """The cascade of active objectives with scores, pace and each key result's score;
+    with ``as_of``, as it was at that instant (replayed from the log up to then)."""
+    if as_of is not None:
+        tracks = await asyncio.to_thread(application.tracks_as_of, as_of)
+    else:
+        tracks = await asyncio.to_thread(application.tracks)
+    return build_tree(tracks, period, org_unit)
 
-    @api.get("/gaps")
-    async def gaps(
-        kind: GapKind | None = None,
-        owner: str | None = None,
-        period: str | None = None,
-        as_of: AsOf = None,
-    ) -> list[dict[str, Any]]:
-        """Open gaps, oldest first (with ``as_of``: those open at that instant)."""
-        if as_of is not None:
-            found = await asyncio.to_thread(application.open_gaps_as_of, as_of)
-        else:
-            found = await asyncio.to_thread(application.open_gaps)
-        return sorted(
-            (
-                g
-                for g in found
-                if (kind is None or g["kind"] == kind.value)
-                and (owner is None or g["owner"] == owner)
-                and (period is None or g["period"] == period)
-            ),
-            key=lambda g: (g["since"], g["gap_id"]),
+
+@router.get("/objectives/{objective_id}/score", responses=error_responses(404))
+async def objective_score(
+    application: Alignment, objective_id: str, as_of: AsOf = None
+) -> ObjectiveScore:
+    """Objective score and pace, and per key result score, progress, value, pace and the
+    lineage of its last evaluation (the readings or check-in that determined it)."""
+    if as_of is not None:
+        return objective_view(await asyncio.to_thread(application.track_as_of, objective_id, as_of))
+    return objective_view(await asyncio.to_thread(application.track, objective_id))
+
+
+@router.get("/key-results/{key_result_id}/scores", responses=error_responses(404))
+async def key_result_scores(application: Alignment, key_result_id: str) -> list[ScoreRecord]:
+    """Every published score of the key result, oldest first."""
+    history = await asyncio.to_thread(application.key_result_history, key_result_id)
+    return [
+        ScoreRecord.model_validate(
+            {
+                "score": e.score,
+                "progress": e.progress,
+                "value": e.value,
+                "expected": e.expected,
+                "status": e.status,
+                "as_of": e.as_of,
+                "lineage": e.lineage,
+                "definition": {"producer": "goal", "position": definition_position},
+            }
         )
+        for e, definition_position in history
+    ]
 
-    return api
 
-
-class AlignmentCollector(Collector):
-    """Business metrics computed at scrape time from the graph in memory (so the batch path
-    pays nothing): objective and key result scores, pace statuses, open gaps. Objective and
-    key result ids are labels: bounded by the active OKRs, which people define."""
-
-    def __init__(self, application: AlignmentApplication) -> None:
-        self._application = application
-
-    def collect(self) -> Iterator[Metric]:
-        objective_score = GaugeMetricFamily(
-            "okr_objective_score",
-            "Objective score, 0 to 1.",
-            labels=["objective", "org_unit", "level", "period"],
-        )
-        objective_status = GaugeMetricFamily(
-            "okr_objective_status",
-            "1 for the objective's current pace status.",
-            labels=["objective", "org_unit", "status"],
-        )
-        key_result_score = GaugeMetricFamily(
-            "okr_key_result_score", "Key result score, 0 to 1.", labels=["objective", "key_result"]
-        )
-        by_status: Counter[tuple[str, str]] = Counter()
-        for track in self._application.tracks():
-            definition, evaluation = track.definition, track.evaluation
-            if not track.active or evaluation is None:
-                continue
-            objective_score.add_metric(
-                [
-                    definition.id,
-                    definition.org_unit,
-                    definition.level.value,
-                    definition.period.label,
-                ],
-                evaluation["score"],
-            )
-            for status in PaceStatus:
-                objective_status.add_metric(
-                    [definition.id, definition.org_unit, status.value],
-                    1.0 if evaluation["status"] == status.value else 0.0,
-                )
-            by_status[(definition.org_unit, evaluation["status"])] += 1
-            for key_result_id, key_result in track.evaluations.items():
-                key_result_score.add_metric([definition.id, key_result_id], key_result["score"])
-        objectives = GaugeMetricFamily(
-            "okr_objectives", "Active objectives by pace status.", labels=["org_unit", "status"]
-        )
-        for (org_unit, pace_status), count in sorted(by_status.items()):
-            objectives.add_metric([org_unit, pace_status], count)
-        yield from (objective_score, objective_status, key_result_score, objectives)
-        yield from self._gaps()
-
-    def _gaps(self) -> Iterator[Metric]:
-        open_gaps = GaugeMetricFamily("okr_gaps_open", "Open gaps by kind.", labels=["kind"])
-        oldest = GaugeMetricFamily(
-            "okr_gap_oldest_open_seconds", "Age of the oldest open gap of a kind.", labels=["kind"]
-        )
-        now = datetime.now(UTC)
-        gaps = self._application.open_gaps()
-        for kind in GapKind:
-            mine = [datetime.fromisoformat(g["since"]) for g in gaps if g["kind"] == kind.value]
-            open_gaps.add_metric([kind.value], len(mine))
-            oldest.add_metric([kind.value], (now - min(mine)).total_seconds() if mine else 0.0)
-        yield from (open_gaps, oldest)
+@router.get("/gaps")
+async def gaps(
+    application: Alignment,
+    kind: GapKind | None = None,
+    owner: str | None = None,
+    period: str | None = None,
+    as_of: AsOf = None,
+) -> list[OpenGap]:
+    """Open gaps, oldest first (with ``as_of``: those open at that instant)."""
+    if as_of is not None:
+        found = await asyncio.to_thread(application.open_gaps_as_of, as_of)
+    else:
+        found = await asyncio.to_thread(application.open_gaps)
+    return [
+        OpenGap.model_validate(g)
+        for g in sorted(found, key=lambda g: (g["since"], g["gap_id"]))
+        if (kind is None or g["kind"] == kind.value)
+        and (owner is None or g["owner"] == owner)
+        and (period is None or g["period"] == period)
+    ]

@@ -155,7 +155,9 @@ class AlignmentApplication(ServiceApplication):
             return []
         return list(board.open.values())
 
-    def key_result_history(self, key_result_id: str) -> list[dict[str, Any]]:
+    def key_result_history(
+        self, key_result_id: str
+    ) -> list[tuple[ObjectiveTrack.KeyResultEvaluated, int]]:
         """Every published evaluation of a key result, oldest first, each with the position
         in goal.events of the objective definition it used (its targets and weights)."""
         for track in self.tracks():
@@ -170,17 +172,6 @@ class AlignmentApplication(ServiceApplication):
                     and e.key_result_id == key_result_id
                     and e.published
                 ):
-                    history.append(
-                        {
-                            "score": e.score,
-                            "progress": e.progress,
-                            "value": e.value,
-                            "expected": e.expected,
-                            "status": e.status,
-                            "as_of": e.as_of,
-                            "lineage": e.lineage,
-                            "definition": {"producer": "goal", "position": definition_position},
-                        }
-                    )
+                    history.append((e, definition_position))
             return history
         raise NotFound(f"no key result {key_result_id}")

@@ -263,7 +263,10 @@ def offline_tree(bootstrap: str, moment: datetime) -> list[dict[str, Any]]:
         except (OSError, KafkaError) as error:
             raise CliError(f"cannot read the topics on {bootstrap}: {error}") from error
         try:
-            return build_tree(application.tracks(), None, None)
+            return [
+                node.model_dump(mode="json")
+                for node in build_tree(application.tracks(), None, None)
+            ]
         finally:
             application.close()
 

@@ -509,7 +509,9 @@ def test_offline_replay_from_the_topics_gives_the_services_tree(
         )
     )
     try:
-        offline = build_tree(application.tracks(), None, None)
+        offline = [
+            node.model_dump(mode="json") for node in build_tree(application.tracks(), None, None)
+        ]
     finally:
         application.close()
 

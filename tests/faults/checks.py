@@ -237,8 +237,13 @@ def scores_equal_replay(stack: Stack, work_dir: Path) -> Finding:
         )
         try:
             tracks = replayed.tracks()
-            offline = {track.objective_id: _scores(objective_view(track)) for track in tracks}
-            offline_tree = _scores_tree(build_tree(tracks, None, None))
+            offline = {
+                track.objective_id: _scores(objective_view(track).model_dump(mode="json"))
+                for track in tracks
+            }
+            offline_tree = _scores_tree(
+                [node.model_dump(mode="json") for node in build_tree(tracks, None, None)]
+            )
             offline_gaps = {gap["gap_id"] for gap in replayed.open_gaps()}
         finally:
             replayed.close()

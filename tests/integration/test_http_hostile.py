@@ -16,7 +16,7 @@ from fastapi import FastAPI
 from prometheus_client import REGISTRY
 
 from services.alignment.__main__ import create_app as alignment_app
-from services.alignment.api import AlignmentCollector
+from services.alignment.telemetry import AlignmentCollector
 from services.goal.__main__ import create_app as goal_app
 from services.metrics.__main__ import create_app as metrics_app
 from services.shared.settings import Settings

@@ -631,7 +631,7 @@ def test_only_changed_scores_are_published_with_their_lineage(service: Alignment
     assert envelope.payload.score == pytest.approx(0.6)
     assert [i.reading_id for i in envelope.payload.lineage] == [higher.payload.reading_id]
     # The history shows published evaluations only.
-    assert [h["score"] for h in service.app.key_result_history("kr-dau")] == pytest.approx(
+    assert [e.score for e, _ in service.app.key_result_history("kr-dau")] == pytest.approx(
         [0.0, 0.5, 0.6]
     )
 
