@@ -1,4 +1,5 @@
-"""Scoring rules of SPEC section 2, as pure functions of values and instants (no I/O).
+"""The scoring rules (docs/architecture.md, "Scoring"), as pure functions of values and
+instants (no I/O).
 
 A key result's *progress* runs from its baseline (0) to its target (1) in either direction
 ("reduce churn from 8% to 5%" progresses as churn falls); its *score* is progress clamped to

@@ -1,5 +1,5 @@
-"""Gaps (SPEC section 2, "Gaps"): what needs action, computed from the alignment graph as a
-pure function. Each kind is shown detected and resolved, on the seed articles' examples:
+"""Gaps (docs/architecture.md, "Gaps"): what needs action, computed from the alignment graph
+as a pure function. Each kind is shown detected and resolved, on the seed articles' examples:
 "if you are missing a KPI, you would want to put an OKR in place to close the gap"."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The alignment service's scoring rules (SPEC section 2, "Scoring"), as pure functions:
+"""The alignment service's scoring rules (docs/architecture.md, "Scoring"), as pure functions:
 progress and score in both directions, pace, weighted means, success at period close,
 milestones, and the incremental fold of a KPI's readings in a key result's window."""
 
