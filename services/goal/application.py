@@ -45,21 +45,20 @@ class ObjectiveCatalogue:
         self.definitions: dict[str, ObjectiveDefinition] = {}
         self._lock = threading.Lock()
 
-    def catch_up(self, application: ServiceApplication, page: int = 1000) -> int:
+    def catch_up(self, application: ServiceApplication) -> int:
         """Read the objective events stored since the last look (the log's other events,
         the scores noted from the alignment service, are skipped unread); returns how many
         were read."""
         read = 0
         with self._lock:
             head = application.max_position()
-            while self.position < head:
-                notifications = application.recorder.select_notifications(
-                    self.position + 1, page, stop=head, topics=OBJECTIVE_TOPICS
-                )
-                for notification in notifications:
+            if self.position < head:
+                for notification in application.notifications(
+                    self.position, stop=head, topics=OBJECTIVE_TOPICS
+                ):
                     self._apply(application.mapper.to_domain_event(notification))
-                read += len(notifications)
-                self.position = notifications[-1].id if len(notifications) == page else head
+                    read += 1
+                self.position = head
             PROJECTION_POSITION.labels("catalogue").set(self.position)
         return read
 

@@ -8,9 +8,10 @@ import uvicorn
 from fastapi import FastAPI
 
 from contracts import KPI_READINGS, METRICS_EVENTS
-from services.metrics.api import router
+from services.metrics import api
 from services.metrics.application import MetricsApplication
-from services.metrics.messaging import ReadingIngestor, integration_event
+from services.metrics.policy import ReadingIngestor
+from services.metrics.publishing import integration_event
 from services.shared.runtime import ServiceRuntime
 from services.shared.service_app import create_http_app
 from services.shared.settings import Settings
@@ -31,7 +32,7 @@ def create_app(settings: Settings) -> FastAPI:
         runtime,
         title="OKR metrics service",
         description="KPI catalogue and readings; consumes kpi.readings, publishes metrics.events.",
-        routers=[router(application)],
+        routers=[api.router],
     )
 
 

@@ -8,25 +8,17 @@ share one store (scale-out) follow each other's events through the log before ea
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.persistence import Recording
 from eventsourcing.utils import get_topic
-from prometheus_client import Counter, Gauge
-from pydantic import BaseModel, ConfigDict, Field, StrictFloat
+from pydantic import BaseModel, Field
 
-from contracts import (
-    Direction,
-    Health,
-    Indicator,
-    KPIDefinition,
-    KPIReading,
-    OutcomeView,
-    ReadingStatus,
-)
+from contracts import Health, KPIDefinition, KPIReading, OutcomeView, ReadingStatus
+from services.metrics.commands import KPICommand, definition_of
 from services.metrics.domain import (
     KPI,
     UnhealthyStreak,
@@ -36,46 +28,13 @@ from services.metrics.domain import (
     is_stale,
     judge,
     meaningful_change,
-    meets,
     parse_interval,
 )
-from services.shared.errors import NotFound, RuleViolation, Violation
+from services.metrics.telemetry import READINGS, KPIGauges
+from services.shared.errors import NotFound
 from services.shared.history import changes
-from services.shared.http_parameters import LINE
 from services.shared.store import ServiceApplication, processing_event
 from services.shared.telemetry import REPLAY_EVENTS, replaying
-
-READINGS = Counter(
-    "okr_readings_total",
-    "KPI readings by outcome: received, recorded, duplicate, rejected.",
-    ["outcome"],
-)
-for _outcome_name in ("received", "recorded", "duplicate", "rejected"):
-    READINGS.labels(_outcome_name)  # present at zero: the ingestion SLO divides by them
-#: Labelled by KPI key: bounded by the catalogue (KPIs are defined by people, not by data).
-KPI_VALUE = Gauge("okr_kpi_value", "Current value of each KPI (latest observed).", ["kpi"])
-KPI_HEALTH = Gauge(
-    "okr_kpi_health", "1 for each KPI's current health, 0 for the others.", ["kpi", "health"]
-)
-
-
-class KPICommand(BaseModel):
-    """The body of ``PUT /kpis/{key}``."""
-
-    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
-
-    # Strict numbers (JSON false is no warning) and names of one line.
-    name: str = Field(min_length=1, max_length=200, pattern=LINE)
-    unit: str | None = Field(default=None, max_length=32, pattern=LINE)
-    direction: Direction
-    target: StrictFloat
-    warning: StrictFloat | None = None
-    interval: str = Field(
-        default="P1D", max_length=64, description="Expected update interval (ISO-8601)."
-    )
-    indicator: Indicator = Indicator.lagging
-    owner: str | None = Field(default=None, max_length=200, pattern=LINE)
-    description: str = Field(default="", max_length=5000)
 
 
 class KPIStatus(BaseModel):
@@ -122,24 +81,13 @@ class MetricsApplication(ServiceApplication):
         self.stagnation_tolerance = stagnation_tolerance
         self.kpis: dict[str, KPI] = {}
         self._kpis_by_id: dict[UUID, KPI] = {}
-        self._gauges: dict[str, tuple[Gauge, list[tuple[Health, Gauge]]]] = {}
+        self._gauges = KPIGauges()
         #: Every event up to this log position is reflected in ``kpis``.
         self._followed = self.max_position()
         with replaying():
-            for kpi_id in self._defined_kpi_ids():
-                kpi = self._hold(self.repository.get(kpi_id))
+            for defined in self.notifications(topics=[get_topic(KPI.Defined)]):
+                kpi = self._hold(self.repository.get(UUID(str(defined.originator_id))))
                 REPLAY_EVENTS.inc(kpi.version)
-
-    def _defined_kpi_ids(self) -> Iterator[UUID]:
-        topic = get_topic(KPI.Defined)
-        position = 0
-        while True:
-            page = self.recorder.select_notifications(position + 1, 1000, topics=[topic])
-            for notification in page:
-                yield UUID(str(notification.originator_id))
-                position = notification.id
-            if len(page) < 1000:
-                return
 
     # -- commands ---------------------------------------------------------------------------
 
@@ -147,7 +95,7 @@ class MetricsApplication(ServiceApplication):
         self, key: str, command: KPICommand, actor: str, correlation_id: str | None = None
     ) -> tuple[KPI, bool]:
         """Define a KPI, or redefine it; returns it and whether it is new."""
-        definition = self._definition(key, command)
+        definition = definition_of(key, command)
         with self.write_lock:
             self._follow()
             kpi = self.kpis.get(key)
@@ -181,58 +129,86 @@ class MetricsApplication(ServiceApplication):
         outcomes: list[OutcomeView | None] = [None] * len(readings)
         with self.write_lock:
             self._follow()
-            candidates: dict[str, list[int]] = defaultdict(list)
-            for index, reading in enumerate(readings):
-                kpi = self.kpis.get(reading.kpi)
-                reason = (
-                    f"unknown KPI {reading.kpi!r}: define it first (PUT /kpis/{reading.kpi})"
-                    if kpi is None
-                    else check_unit(kpi.definition, reading.unit)
-                )
-                if reason:
-                    outcomes[index] = _outcome(index, reading, "rejected", reason)
-                else:
-                    candidates[reading.kpi].append(index)
-            touched: dict[str, KPI] = {}
-            keys: list[tuple[str, str]] = []
-            seen = self.tracking_recorder.select_known_keys(
-                [(key, str(readings[i].reading_id)) for key, ids in candidates.items() for i in ids]
-            )
-            for key, indexes in candidates.items():
-                for index in indexes:
-                    reading = readings[index]
-                    pair = (key, str(reading.reading_id))
-                    if pair in seen:
-                        outcomes[index] = _outcome(index, reading, "duplicate")
-                        continue
-                    seen.add(pair)
-                    kpi = touched[key] = self.kpis[key]
-                    kpi.record(
-                        reading_id=pair[1],
-                        value=reading.value,
-                        observed_at=reading.observed_at,
-                        source=reading.source,
-                        unit=reading.unit,
-                        actor=actor or reading.source,
-                        correlation_id=correlation_id,
-                    )
-                    keys.append(pair)
-                    outcomes[index] = _outcome(index, reading, "recorded")
+            candidates = self._acceptable(readings, outcomes)
+            touched, keys = self._record_new(readings, candidates, outcomes, actor, correlation_id)
             if touched:
-                processing = processing_event(touched.values())
-                try:
-                    recordings = self.record_batch(processing, idempotency_keys=keys)
-                except Exception:
-                    for kpi in touched.values():
-                        self._reload(kpi)
-                    raise
-                self._followed_past(recordings)
+                self._commit(touched, keys)
         for kpi in touched.values():
-            self._report(kpi)
+            self._gauges.report(kpi)
         final = [outcome for outcome in outcomes if outcome is not None]
         for status in ("recorded", "duplicate", "rejected"):
             READINGS.labels(status).inc(sum(1 for o in final if o.status == status))
         return final
+
+    def _acceptable(
+        self, readings: Sequence[KPIReading], outcomes: list[OutcomeView | None]
+    ) -> dict[str, list[int]]:
+        """The indexes of the readings of each known KPI in a unit that agrees with it; the
+        others are rejected in ``outcomes``."""
+        candidates: dict[str, list[int]] = defaultdict(list)
+        for index, reading in enumerate(readings):
+            kpi = self.kpis.get(reading.kpi)
+            reason = (
+                f"unknown KPI {reading.kpi!r}: define it first (PUT /kpis/{reading.kpi})"
+                if kpi is None
+                else check_unit(kpi.definition, reading.unit)
+            )
+            if reason:
+                outcomes[index] = _outcome(index, reading, "rejected", reason)
+            else:
+                candidates[reading.kpi].append(index)
+        return candidates
+
+    def _record_new(
+        self,
+        readings: Sequence[KPIReading],
+        candidates: dict[str, list[int]],
+        outcomes: list[OutcomeView | None],
+        actor: str | None,
+        correlation_id: str | None,
+    ) -> tuple[dict[str, KPI], list[tuple[str, str]]]:
+        """Record on its KPI (in memory) each candidate whose reading id is new to it; the
+        others are duplicates in ``outcomes``. Returns the KPIs recorded on, and the
+        idempotency keys of the readings recorded."""
+        touched: dict[str, KPI] = {}
+        keys: list[tuple[str, str]] = []
+        seen = self.tracking_recorder.select_known_keys(
+            [(key, str(readings[i].reading_id)) for key, ids in candidates.items() for i in ids]
+        )
+        for key, indexes in candidates.items():
+            for index in indexes:
+                reading = readings[index]
+                pair = (key, str(reading.reading_id))
+                if pair in seen:
+                    outcomes[index] = _outcome(index, reading, "duplicate")
+                    continue
+                seen.add(pair)
+                kpi = touched[key] = self.kpis[key]
+                kpi.record(
+                    reading_id=pair[1],
+                    value=reading.value,
+                    observed_at=reading.observed_at,
+                    source=reading.source,
+                    unit=reading.unit,
+                    actor=actor or reading.source,
+                    correlation_id=correlation_id,
+                )
+                keys.append(pair)
+                outcomes[index] = _outcome(index, reading, "recorded")
+        return touched, keys
+
+    def _commit(self, touched: dict[str, KPI], keys: list[tuple[str, str]]) -> None:
+        """Store the readings recorded on ``touched`` with their idempotency keys, in one
+        transaction; when it fails, the KPIs in memory go back to what is stored."""
+        try:
+            recordings = self.record_batch(
+                processing_event(touched.values()), idempotency_keys=keys
+            )
+        except Exception:
+            for kpi in touched.values():
+                self._reload(kpi)
+            raise
+        self._followed_past(recordings)
 
     # -- queries ----------------------------------------------------------------------------
 
@@ -337,39 +313,9 @@ class MetricsApplication(ServiceApplication):
 
     # -- internals --------------------------------------------------------------------------
 
-    def _definition(self, key: str, command: KPICommand) -> KPIDefinition:
-        violations: list[Violation] = []
-        interval = timedelta(days=1)
-        try:
-            interval = parse_interval(command.interval)
-        except ValueError as error:
-            violations.append(Violation(("interval",), "interval_invalid", str(error)))
-        if (
-            command.warning is not None
-            and meets(command.warning, command.target, command.direction)
-            and (command.warning != command.target)
-        ):
-            violations.append(
-                Violation(
-                    ("warning",),
-                    "warning_beyond_target",
-                    f"with {command.direction.value}, the warning threshold lies between "
-                    "unhealthy and the target, not beyond the target",
-                )
-            )
-        try:
-            definition = KPIDefinition(
-                key=key, interval_seconds=interval.total_seconds(), **command.model_dump()
-            )
-        except ValueError as error:
-            violations.append(Violation(("key",), "key_invalid", str(error).splitlines()[-1]))
-        if violations:
-            raise RuleViolation(violations)
-        return definition
-
     def _hold(self, kpi: KPI) -> KPI:
         self.kpis[kpi.key] = self._kpis_by_id[kpi.id] = kpi
-        self._report(kpi)
+        self._gauges.report(kpi)
         return kpi
 
     def _reload(self, kpi: KPI) -> None:
@@ -385,15 +331,15 @@ class MetricsApplication(ServiceApplication):
         """Load the KPIs that other instances sharing this store changed since the last look
         (up to position ``until``, or the head). Alone on its store, this is one query."""
         until = self.max_position() if until is None else until
+        if self._followed >= until:
+            return
         changed: set[UUID] = set()
-        while self._followed < until:
-            page = self.recorder.select_notifications(self._followed + 1, 1000, stop=until)
-            for notification in page:
-                kpi_id = UUID(str(notification.originator_id))
-                held = self._kpis_by_id.get(kpi_id)
-                if held is None or held.version < notification.originator_version:
-                    changed.add(kpi_id)
-            self._followed = page[-1].id if page else until
+        for notification in self.notifications(self._followed, stop=until):
+            kpi_id = UUID(str(notification.originator_id))
+            held = self._kpis_by_id.get(kpi_id)
+            if held is None or held.version < notification.originator_version:
+                changed.add(kpi_id)
+        self._followed = until
         for kpi_id in changed:
             aggregate: Any = self.repository.get(kpi_id)
             if isinstance(aggregate, KPI):
@@ -404,22 +350,6 @@ class MetricsApplication(ServiceApplication):
         if recordings:
             self._follow(until=recordings[0].notification.id - 1)
             self._followed = max(self._followed, recordings[-1].notification.id)
-
-    def _report(self, kpi: KPI) -> None:
-        gauges = self._gauges.get(kpi.key)
-        if gauges is None:
-            # Looked up once per KPI: a labelled child costs a lookup, and this runs for
-            # every KPI of every batch.
-            gauges = self._gauges[kpi.key] = (
-                KPI_VALUE.labels(kpi.key),
-                [(state, KPI_HEALTH.labels(kpi.key, state.value)) for state in Health],
-            )
-        value, health = gauges
-        if kpi.latest_value is not None:
-            value.set(kpi.latest_value)
-        current = kpi.health
-        for state, gauge in health:
-            gauge.set(1 if current == state else 0)
 
 
 def _outcome(

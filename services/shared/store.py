@@ -11,14 +11,20 @@ import threading
 import uuid
 from bisect import bisect_right
 from collections import Counter
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
 from eventsourcing.application import Application, ProcessingEvent, Repository
 from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import JSONTranscoder, Recording, Tracking, Transcoding
+from eventsourcing.persistence import (
+    JSONTranscoder,
+    Notification,
+    Recording,
+    Tracking,
+    Transcoding,
+)
 from pydantic import BaseModel
 
 from services.shared.postgres import BatchTrackingPostgresRecorder
@@ -258,3 +264,20 @@ class ServiceApplication(Application[UUID]):
     def max_position(self) -> int:
         """The position of the last event in this service's log (0 when empty)."""
         return self.recorder.max_notification_id() or 0
+
+    def notifications(
+        self,
+        after: int = 0,
+        *,
+        stop: int | None = None,
+        topics: Sequence[str] = (),
+        page: int = 1000,
+    ) -> Iterator[Notification]:
+        """The stored events after position ``after`` (up to ``stop``; of ``topics`` only,
+        when given), in log order, read ``page`` at a time."""
+        while True:
+            found = self.recorder.select_notifications(after + 1, page, stop=stop, topics=topics)
+            yield from found
+            if len(found) < page:
+                return
+            after = found[-1].id

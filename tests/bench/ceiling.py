@@ -37,7 +37,7 @@ from contracts import (
     PaceStatus,
     parse_event,
 )
-from services.metrics.messaging import parse_reading
+from services.metrics.policy import parse_reading
 from services.shared import long_poll
 from services.shared.consumer import event_type_header
 from services.shared.outbox import encode_messages, envelope_for

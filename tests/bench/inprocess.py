@@ -37,9 +37,10 @@ from services.alignment.publishing import integration_event as alignment_message
 from services.goal.application import GoalApplication
 from services.goal.commands import ObjectiveCommand
 from services.goal.publishing import integration_event as goal_message
-from services.metrics.application import KPICommand, MetricsApplication
-from services.metrics.messaging import integration_event as metrics_message
-from services.metrics.messaging import parse_reading
+from services.metrics.application import MetricsApplication
+from services.metrics.commands import KPICommand
+from services.metrics.policy import parse_reading
+from services.metrics.publishing import integration_event as metrics_message
 from services.shared.consumer import TrackedConsumer, event_type_header
 from services.shared.outbox import Translator, encode_messages
 from services.shared.runtime import settle_heap

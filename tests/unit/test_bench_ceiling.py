@@ -6,7 +6,7 @@ import json
 import pytest
 
 from contracts import KeyResultScored, KPIRecorded, parse_event
-from services.metrics.messaging import InvalidReading
+from services.metrics.policy import InvalidReading
 from services.shared.outbox import encode_messages
 from tests.bench.__main__ import reading
 from tests.bench.ceiling import recorded, scored

@@ -24,10 +24,12 @@ from contracts import (
     parse_event,
     stable_event_id,
 )
-from services.metrics.application import KPICommand, MetricsApplication
+from services.metrics.application import MetricsApplication
+from services.metrics.commands import KPICommand
 from services.metrics.domain import KPI
-from services.metrics.messaging import MAX_READING_BYTES, InvalidReading, integration_event
-from services.metrics.messaging import parse_reading as parse_raw_reading
+from services.metrics.policy import MAX_READING_BYTES, InvalidReading
+from services.metrics.policy import parse_reading as parse_raw_reading
+from services.metrics.publishing import integration_event
 from services.shared.errors import NotFound, RuleViolation
 from services.shared.settings import Settings
 from services.shared.store import store_environment

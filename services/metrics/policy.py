@@ -1,66 +1,24 @@
-"""The metrics service on Kafka: raw readings in from ``kpi.readings`` (exactly once by reading
-id, rejects to the DLQ), and stored events out to ``metrics.events`` through the outbox."""
+"""How the metrics service takes in raw readings from ``kpi.readings``: each polled batch
+recorded in one transaction, exactly once by reading id; what cannot be a reading, or is
+rejected, goes to ``kpi.readings.dlq`` with the reason."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 from collections.abc import Sequence
-from typing import Any
 
 from pydantic import ValidationError
 
-from contracts import (
-    ContractModel,
-    Envelope,
-    Health,
-    KPIDefined,
-    KPIDefinition,
-    KPIReading,
-    KPIRecorded,
-    KPIRecordedPayload,
-    describe_validation_error,
-)
-from services.metrics.application import READINGS, MetricsApplication
-from services.metrics.domain import KPI
+from contracts import KPIReading, describe_validation_error
+from services.metrics.application import MetricsApplication
+from services.metrics.telemetry import READINGS
 from services.shared.dlq import ConsumedRecord, DeadLetters
-from services.shared.outbox import envelope_for
 
 log = logging.getLogger(__name__)
 
 #: A reading is a few hundred bytes; anything much larger is not a reading.
 MAX_READING_BYTES = 64 * 1024
-
-
-def published_form(domain_event: Any) -> tuple[str, type[Envelope], ContractModel]:
-    """The KPI key, integration event class and payload a stored KPI event is published as."""
-    if isinstance(domain_event, KPI.Defined | KPI.Redefined):
-        definition = KPIDefinition.model_validate(domain_event.definition)
-        return definition.key, KPIDefined, definition
-    if isinstance(domain_event, KPI.Recorded):
-        # Constructed, not validated: one per reading, from events validated when recorded.
-        return (
-            domain_event.kpi,
-            KPIRecorded,
-            KPIRecordedPayload.model_construct(
-                kpi=domain_event.kpi,
-                value=domain_event.value,
-                observed_at=domain_event.observed_at,
-                source=domain_event.source,
-                reading_id=domain_event.reading_id,
-                unit=domain_event.unit,
-                health=Health(domain_event.health),
-            ),
-        )
-    raise TypeError(f"no integration event for {type(domain_event).__qualname__}")
-
-
-def integration_event(domain_event: Any, position: int, epoch: str = "") -> Envelope:
-    """The envelope the outbox publishes; the aggregate id (and Kafka key) is the KPI key."""
-    key, event_class, payload = published_form(domain_event)
-    return envelope_for(
-        event_class, domain_event, position, payload, key, epoch=epoch, trusted=True
-    )
 
 
 def parse_reading(raw: bytes | None) -> KPIReading:
