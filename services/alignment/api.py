@@ -84,6 +84,9 @@ class KeyResultSummary(BaseModel):
     expected: float | None = Field(description="The elapsed fraction of the period.")
     status: PaceStatus | None
     as_of: str | None = Field(description=ISO_INSTANT)
+    confidence: int | None = Field(
+        description="0 to 10, the latest confidence checked in (null before any)."
+    )
 
 
 class KeyResultScore(KeyResultSummary):
@@ -166,6 +169,7 @@ def key_result_fields(track: ObjectiveTrack, key_result: KeyResultDefinition) ->
             name: evaluation.get(name)
             for name in ("score", "progress", "value", "expected", "status", "as_of")
         },
+        "confidence": track.check_ins.get(key_result.id, {}).get("confidence"),
     }
 
 

@@ -1,23 +1,21 @@
 """The OKR tree: the cascade with scores, pace and confidence, filtered; and the fragment of
-one objective that the live feed makes a page fetch again."""
+one objective that the live feed makes a page fetch again. The alignment service's answers
+carry each key result's confidence, so a page costs the same few calls however large the
+tree."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from services.web.backend import UserClient
 from services.web.pages import AsOf, CurrentSession, Services, render
 
 router = APIRouter(include_in_schema=False)
 
-#: Objective views asked of the goal service at once, for the confidence of key results.
-CONCURRENT_READS = 16
 LEVELS = ("company", "department", "team", "individual")
 
 Node = dict[str, Any]
@@ -34,32 +32,6 @@ def pruned(nodes: list[Node], keep: Callable[[Node], bool]) -> list[Node]:
         else:
             kept.extend(children)
     return kept
-
-
-def walk(nodes: list[Node]) -> list[Node]:
-    found: list[Node] = []
-    for node in nodes:
-        found.append(node)
-        found.extend(walk(node.get("children", [])))
-    return found
-
-
-async def confidences(
-    services: UserClient, objective_ids: list[str], when: datetime | None
-) -> dict[str, int | None]:
-    """Each key result's confidence, from its latest check-in (kept by the goal service)."""
-    gate = asyncio.Semaphore(CONCURRENT_READS)
-
-    async def view(objective_id: str) -> dict[str, Any]:
-        async with gate:
-            return await services.objective(objective_id, when)
-
-    views = await asyncio.gather(*(view(objective_id) for objective_id in objective_ids))
-    return {
-        key_result["id"]: (key_result.get("check_in") or {}).get("confidence")
-        for found in views
-        for key_result in found["key_results"]
-    }
 
 
 def choices(objectives: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -93,7 +65,6 @@ async def tree_page(
             (not owner or node["owner"] == owner) and (not level or node["level"] == level)
         ),
     )
-    confidence = await confidences(services, [node["id"] for node in walk(roots)], when)
     shelved = [
         o
         for o in objectives
@@ -110,7 +81,6 @@ async def tree_page(
         session,
         when,
         roots=roots,
-        confidence=confidence,
         archived_objectives=shelved,
         choices=choices(objectives),
         chosen={
@@ -129,5 +99,4 @@ async def objective_fragment(
 ) -> HTMLResponse:
     """One objective's line and key results as they are now: what a live event re-fetches."""
     node = await services.objective_score(objective_id, None)
-    confidence = await confidences(services, [objective_id], None)
-    return render(request, "_objective.html", session, None, node=node, confidence=confidence)
+    return render(request, "_objective.html", session, None, node=node)

@@ -50,6 +50,7 @@ def tree_node(title: str = "Grow", **fields: Any) -> dict[str, Any]:
                 "status": "off_track",
                 "value": 1.0,
                 "target": 4.0,
+                "confidence": 6,
             }
         ],
     } | fields
@@ -62,9 +63,6 @@ def services(title: str = "Grow") -> Callable[[httpx.Request], httpx.Response]:
             return httpx.Response(200, json=[tree_node(title)])
         if request.url.path == "/objectives":
             return httpx.Response(200, json=[])
-        if request.url.path == f"/objectives/{OBJECTIVE_ID}":
-            key_results = [{"id": "kr-1", "check_in": {"confidence": 6}}]
-            return httpx.Response(200, json={"key_results": key_results})
         return httpx.Response(404, json={"detail": "no such thing"})
 
     return answer
@@ -213,10 +211,34 @@ def test_after_signing_in_only_a_path_of_the_console_is_followed(target: str, we
     assert _safe_next(target) == went
 
 
+def test_the_tree_page_costs_the_same_calls_however_many_objectives() -> None:
+    """Confidence comes with ``/tree``: no call per objective, which made a large tree slow."""
+    leaves = [tree_node(f"leaf {n}", id=f"leaf-{n}") for n in range(30)]
+    cascade = [tree_node("root", id="root", children=leaves)]
+    asked: list[str] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        asked.append(request.url.path)
+        if request.url.path == "/tree":
+            return httpx.Response(200, json=cascade)
+        if request.url.path == "/objectives":
+            return httpx.Response(200, json=[])
+        return httpx.Response(404, json={"detail": "no such thing"})
+
+    platform = Settings(auth_disabled=False, auth_tokens=TOKEN_ENTRIES.dump_json([WRITER]).decode())
+    app = create_app(WebSettings(), platform, httpx.MockTransport(answer))
+    client = TestClient(app, base_url="http://console.test", follow_redirects=False)
+    assert sign_in(client, WRITER_TOKEN).status_code == 303
+    asked.clear()
+    page = client.get("/")
+    assert page.status_code == 200
+    assert sorted(asked) == ["/objectives", "/tree"]
+    assert page.text.count('<td class="confidence">6/10</td>') == 31
+
+
 def test_every_template_escapes() -> None:
     fragment = TEMPLATES.get_template("_objective.html").render(
         node=tree_node(HOSTILE),
-        confidence={},
         as_of=None,
         link=link,
     )
