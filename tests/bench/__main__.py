@@ -19,7 +19,8 @@ by the numbers of the issue's seven figures instead):
   service on an empty store applies ``goal.events`` and ``metrics.events`` (N readings);
 - pipeline: metrics restarted as in production, N more readings through all three services;
 - latency: a steady 1,000 readings/s with probe readings, publish to score over HTTP;
-- HTTP: ``GET /tree`` and ``POST /readings`` (batches of 1,000) with a few clients;
+- HTTP: ``GET /tree`` and ``POST /readings`` (batches of 1,000) with a few clients; the web
+  console's tree page, one request at a time (``tests.bench.console``);
 - memory: each service's peak RSS; goal restarted on its store, then its log replayed
   into every aggregate.
 
@@ -69,6 +70,8 @@ from services.shared.long_poll import EMPTY_FETCH_PAUSE
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication, store_environment
 from tests.bench.ceiling import ceilings
+from tests.bench.console import REQUESTS as CONSOLE_REQUESTS
+from tests.bench.console import console_rows
 from tests.support import ServiceProcess, metric_value, wait_for
 
 RESULTS = Path("var/bench/results.json")
@@ -909,6 +912,13 @@ def http_tree(bench: Bench) -> list[Figure]:
     return http_figures("GET /tree", latencies, seconds, clients, what)
 
 
+def console_tree(bench: Bench) -> list[Figure]:
+    """The web console's tree page against the same services (``tests.bench.console``)."""
+    say(f"HTTP: the web console's tree page, {CONSOLE_REQUESTS} requests of each size")
+    urls = {name: bench.url(name) for name in ("goal", "metrics", "alignment")}
+    return [Figure(7, *row) for row in console_rows(bench.root, bench.bootstrap, urls)]
+
+
 def http_readings(bench: Bench) -> list[Figure]:
     """``POST /readings`` of the metrics service, 1,000 new readings a request (each stored
     as ``KPIRecorded`` before the answer), while the pipeline carries them on."""
@@ -976,6 +986,7 @@ def measure(bench: Bench, broker: LocalBroker, other: BrokerKind) -> list[Figure
     figures += latency(bench)
     settle(bench)
     figures += http_tree(bench)
+    figures += console_tree(bench)
     figures += http_readings(bench)
     figures += memory(bench)
     say("goal rebuild")
