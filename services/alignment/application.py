@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
+from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.persistence import Recording
 from eventsourcing.utils import get_topic
 
@@ -69,20 +69,18 @@ class AlignmentApplication(ServiceApplication):
                 return
             position = page[-1].id
 
-    def _record(self, processing: ProcessingEvent[UUID]) -> list[Recording[UUID]]:
+    def aggregates_committed(self, aggregates: Iterable[Any]) -> None:
         # Where the library puts committed aggregates in its cache: the index follows.
-        recordings = super()._record(processing)
-        for aggregate in processing.aggregates.values():
+        for aggregate in aggregates:
             if isinstance(aggregate, ObjectiveTrack):
                 self._committed_tracks[aggregate.objective_id] = aggregate
             elif isinstance(aggregate, KPITrack):
                 self._committed_kpis[aggregate.key] = aggregate
-        return recordings
 
-    def _notify(self, recordings: list[Recording[UUID]]) -> None:
+    def recorded(self, recordings: list[Recording[UUID]]) -> None:
         for recording in recordings:
             self._index(recording.domain_event)
-        super()._notify(recordings)
+        super().recorded(recordings)
 
     def _index(self, domain_event: Any) -> None:
         with self._index_lock:

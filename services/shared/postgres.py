@@ -15,6 +15,11 @@ from psycopg.rows import DictRow
 from psycopg.sql import SQL, Identifier
 
 from services.shared.audit import GENESIS, StoredLink
+from services.shared.eventsourcing_seams import (
+    check_multi_row_tracking,
+    lock_events_table,
+    notify_log_readers,
+)
 from services.shared.recorder import BatchTrackingRecorder, Lease, chain_links, originator_text
 
 
@@ -111,8 +116,8 @@ class BatchTrackingPostgresRecorder(BatchTrackingRecorder, PostgresProcessRecord
         ids: list[int] = []
         with self.datastore.transaction(commit=True) as curs:
             if stored_events:
-                self._lock_table(curs)
-                self._notify_channel(curs)
+                lock_events_table(self, curs)
+                notify_log_readers(self, curs)
                 pg_events = [
                     self.construct_pg_stored_event(
                         event.originator_id, event.originator_version, event.topic, event.state
@@ -135,7 +140,7 @@ class BatchTrackingPostgresRecorder(BatchTrackingRecorder, PostgresProcessRecord
             single = kwargs.get("tracking")
             trackings = [single] if single else list(kwargs.get("trackings", ()))
             if trackings:
-                self._check_has_multi_row_tracking_table(curs)
+                check_multi_row_tracking(self, curs)
                 curs.execute(
                     SQL("INSERT INTO {} SELECT * FROM unnest(%s::text[], %s::bigint[])").format(
                         self._tracking
@@ -186,7 +191,7 @@ class BatchTrackingPostgresRecorder(BatchTrackingRecorder, PostgresProcessRecord
     def start_epoch(self, epoch: str) -> None:
         with self.datastore.transaction(commit=True) as curs:
             # Under the events table's lock, as a writer: no position is taken meanwhile.
-            self._lock_table(curs)
+            lock_events_table(self, curs)
             curs.execute(
                 SQL(
                     "INSERT INTO {} SELECT COALESCE(MAX(notification_id), 0) + 1, %s FROM {} "

@@ -10,6 +10,7 @@ from uuid import UUID
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 
 from services.shared.audit import GENESIS, StoredLink
+from services.shared.eventsourcing_seams import check_multi_row_tracking
 from services.shared.recorder import (
     CHUNK,
     BatchTrackingRecorder,
@@ -54,26 +55,31 @@ class BatchTrackingSQLiteRecorder(BatchTrackingRecorder, SQLiteProcessRecorder):
             "(first_position INTEGER PRIMARY KEY, epoch TEXT NOT NULL)",
         ]
 
-    def _insert_events(self, c: SQLiteCursor, stored_events: Sequence[Any], **kwargs: Any) -> Any:
-        returning = self._insert_rows(c, stored_events)
-        single = kwargs.get("tracking")
-        trackings = [single] if single else kwargs.get("trackings", ())
-        if trackings:
-            # One statement for the batch (as on PostgreSQL), not the library's one per
-            # record: a consumer tracks every message it applies. A position tracked
-            # before fails the whole insert, as it fails the library's.
-            self._check_has_multi_row_tracking_table(c)
-            c.executemany(
-                self.insert_tracking_statement,  # multi-row tracking: see store_environment
-                [
-                    {"application_name": t.application_name, "notification_id": t.notification_id}
-                    for t in trackings
-                ],
-            )
-        keys = kwargs.get("idempotency_keys")
-        if keys:
-            c.executemany("INSERT INTO idempotency_keys VALUES (?, ?)", keys)
-        return returning
+    def insert_events(self, stored_events: Sequence[Any], **kwargs: Any) -> Sequence[int] | None:
+        """One transaction: events, their chain links, tracking records, idempotency keys."""
+        with self.datastore.transaction(commit=True) as c:
+            returning = self._insert_rows(c, stored_events)
+            single = kwargs.get("tracking")
+            trackings = [single] if single else kwargs.get("trackings", ())
+            if trackings:
+                # One statement for the batch (as on PostgreSQL), not the library's one per
+                # record: a consumer tracks every message it applies. A position tracked
+                # before fails the whole insert, as it fails the library's.
+                check_multi_row_tracking(self, c)
+                c.executemany(
+                    self.insert_tracking_statement,  # multi-row tracking: see store_environment
+                    [
+                        {
+                            "application_name": t.application_name,
+                            "notification_id": t.notification_id,
+                        }
+                        for t in trackings
+                    ],
+                )
+            keys = kwargs.get("idempotency_keys")
+            if keys:
+                c.executemany("INSERT INTO idempotency_keys VALUES (?, ?)", keys)
+            return returning
 
     def _insert_rows(self, c: SQLiteCursor, stored_events: Sequence[Any]) -> list[int]:
         """Insert events with one multi-row statement per chunk instead of one statement per

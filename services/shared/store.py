@@ -16,7 +16,7 @@ from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
-from eventsourcing.application import Application, ProcessingEvent, Repository
+from eventsourcing.application import ProcessingEvent, Repository
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
     JSONTranscoder,
@@ -27,6 +27,7 @@ from eventsourcing.persistence import (
 )
 from pydantic import BaseModel
 
+from services.shared.eventsourcing_seams import CommitHooks, ReplayingRepository
 from services.shared.postgres import BatchTrackingPostgresRecorder
 from services.shared.recorder import BatchTrackingRecorder
 from services.shared.settings import Settings
@@ -99,35 +100,6 @@ def processing_event(aggregates: Iterable[Aggregate]) -> ProcessingEvent[UUID]:
     return processing
 
 
-def project(aggregate: Any, domain_events: Iterable[Any]) -> Any:
-    """Apply ``domain_events`` in turn: the library's ``project_aggregate`` without its
-    runtime protocol check of every event (half of a replay's time, measured)."""
-    for domain_event in domain_events:
-        aggregate = domain_event.mutate(aggregate)
-    return aggregate
-
-
-class ServiceRepository(Repository[UUID]):
-    """The library's repository, replaying with ``project`` unless told otherwise."""
-
-    def get(
-        self,
-        aggregate_id: UUID,
-        *,
-        version: int | None = None,
-        projector_func: Any = project,
-        fastforward_skipping: bool = False,
-        deepcopy_from_cache: bool = True,
-    ) -> Any:
-        return super().get(
-            aggregate_id,
-            version=version,
-            projector_func=projector_func,
-            fastforward_skipping=fastforward_skipping,
-            deepcopy_from_cache=deepcopy_from_cache,
-        )
-
-
 #: Called after each commit, in the committing thread, with what it stored.
 Listener = Callable[[Sequence[Recording[UUID]]], None]
 
@@ -145,7 +117,7 @@ class LogEpochs:
         return self._names[index] if index >= 0 else ""
 
 
-class ServiceApplication(Application[UUID]):
+class ServiceApplication(CommitHooks):
     """Base of the three services' applications.
 
     Listeners registered with ``on_recorded`` hear about every commit, with its recordings
@@ -180,7 +152,7 @@ class ServiceApplication(Application[UUID]):
 
     def construct_repository(self) -> Repository[UUID]:
         library = super().construct_repository()  # configured from the environment
-        return ServiceRepository(
+        return ReplayingRepository(
             event_store=library.event_store,
             snapshot_store=library.snapshot_store,
             # No cache, a bounded one, or (0) an unbounded one, as configured.
@@ -200,7 +172,7 @@ class ServiceApplication(Application[UUID]):
         with self._listeners_lock:
             self._listeners.append(listener)
 
-    def _notify(self, recordings: list[Recording[UUID]]) -> None:
+    def recorded(self, recordings: list[Recording[UUID]]) -> None:
         appended = Counter(type(r.domain_event).__qualname__ for r in recordings)
         for event_type, count in appended.items():  # a labelled child costs a lookup each
             EVENTS_APPENDED.labels(event_type).inc(count)
@@ -221,27 +193,7 @@ class ServiceApplication(Application[UUID]):
         the inputs that caused them, atomically."""
         processing.saved_kwargs["trackings"] = trackings
         processing.saved_kwargs["idempotency_keys"] = idempotency_keys
-        recordings = self._record(processing)
-        self._take_snapshots(processing)
-        self._notify(recordings)
-        return recordings
-
-    def _take_snapshots(self, processing_event: ProcessingEvent[UUID]) -> None:
-        """Snapshot from the aggregate in hand instead of replaying it from the store, as the
-        library does: after a commit it is at the version just stored, and a long aggregate
-        (a KPI with millions of readings) would otherwise be read back at every snapshot."""
-        if self.snapshots is None or not self.snapshotting_intervals:
-            return
-        due = set()
-        for event in processing_event.events:
-            aggregate: Any = processing_event.aggregates.get(event.originator_id)
-            interval = self.snapshotting_intervals.get(type(aggregate))
-            if interval is not None and event.originator_version % interval == 0:
-                due.add(event.originator_id)
-        for aggregate_id in due:
-            aggregate = processing_event.aggregates[aggregate_id]
-            snapshot_class: Any = getattr(type(aggregate), "Snapshot", self.snapshot_class)
-            self.snapshots.put([snapshot_class.take(aggregate)])
+        return self.commit(processing)
 
     def as_of(self, aggregate_id: UUID, instant: datetime) -> Any | None:
         """The aggregate as it was at ``instant``: rebuilt from its events recorded up to then
