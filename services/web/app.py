@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 
 from services.shared.settings import Settings
-from services.web import audit, gaps, key_results, kpis, live, objectives, signin, tree
+from services.web import audit, gaps, key_results, kpis, live, objectives, signin, telemetry, tree
 from services.web.backend import Backend, ServiceRefused, ServiceUnavailable
 from services.web.live import LiveFeed
 from services.web.pages import (
@@ -78,6 +78,13 @@ def create_app(
         if not request.url.path.startswith("/static/"):
             response.headers.setdefault("Cache-Control", "no-store")
         return response
+
+    # Added last, so outermost: it counts the requests every other layer answers too.
+    app.middleware("http")(telemetry.measure)
+
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics() -> Response:
+        return telemetry.exposition()
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer
@@ -26,6 +26,7 @@ from services.shared import long_poll
 from services.shared.broker import topic_partitions
 from services.shared.settings import Settings
 from services.web.pages import CurrentSession, console
+from services.web.telemetry import LIVE_EVENTS, SSE_CONNECTIONS
 
 log = logging.getLogger(__name__)
 
@@ -113,6 +114,7 @@ class LiveFeed:
                 batches = await consumer.getmany(timeout_ms=1000, max_records=5000)
                 names: set[str] = set()
                 for records in batches.values():
+                    LIVE_EVENTS.inc(len(records))
                     for record in records:
                         with contextlib.suppress(ValueError, AttributeError):
                             names |= changed_names(json.loads(record.value))
@@ -123,9 +125,10 @@ class LiveFeed:
             await consumer.stop()
 
 
-async def stream(request: Request, feed: LiveFeed) -> AsyncIterator[str]:
+async def stream(request: Request, feed: LiveFeed) -> AsyncGenerator[str]:
     listener = Listener()
     feed.listeners.add(listener)
+    SSE_CONNECTIONS.inc()
     try:
         yield f"retry: {RECONNECT_MS}\n: connected\n\n"
         while not await request.is_disconnected():
@@ -137,6 +140,7 @@ async def stream(request: Request, feed: LiveFeed) -> AsyncIterator[str]:
             for name in sorted(listener.take()):
                 yield f"event: {name}\ndata: {name}\n\n"
     finally:
+        SSE_CONNECTIONS.dec()
         feed.listeners.discard(listener)
 
 

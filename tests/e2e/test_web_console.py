@@ -23,7 +23,7 @@ from playwright.sync_api import Browser, BrowserContext, Dialog, Page, expect, s
 from contracts import KPI_READINGS
 from services import demo
 from services.shared.auth import TOKEN_ENTRIES, Role, new_token
-from tests.support import ROOT, ServiceProcess, apache_kafka, unavailable, wait_for
+from tests.support import ROOT, ServiceProcess, apache_kafka, metric_value, unavailable, wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -184,6 +184,9 @@ def test_a_reading_moves_the_key_results_bar_and_score_without_a_reload(
     expect(row.locator("td.score")).to_have_text("80%", timeout=15_000)
     expect(row.locator("progress")).to_have_attribute("value", "80")
     assert writer.evaluate("window.notReloaded") is True
+    # What the console's /metrics tells an operator: this page's stream, the feed's news.
+    assert metric_value(stack.web.url, "okr_web_sse_connections") >= 1
+    assert metric_value(stack.web.url, "okr_web_live_events_total") >= 1
 
 
 def test_an_objective_with_a_kpi_key_result_is_created_through_the_form(

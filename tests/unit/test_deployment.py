@@ -22,6 +22,7 @@ import yaml
 
 from services.shared.local_broker import KAFKA_SETTINGS, ApacheKafka, free_port, kafka_version
 from services.shared.settings import DEFAULT_PORTS, Settings
+from services.web.settings import WEB_PORT
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILE = ROOT / "docker-compose.yml"
@@ -348,7 +349,9 @@ def test_prometheus_scrapes_the_services_where_compose_runs_them() -> None:
         for static in job["static_configs"]
         for target in static["targets"]
     }
-    assert targets == {f"{name}:{port}" for name, port in DEFAULT_PORTS.items()}
+    assert targets == {f"{name}:{port}" for name, port in DEFAULT_PORTS.items()} | {
+        f"web:{WEB_PORT}"
+    }
     # Rule files are resolved next to the configuration, inside the container.
     for pattern in config["rule_files"]:
         directory = str(PurePosixPath(config_path).parent / PurePosixPath(pattern).parent)

@@ -19,6 +19,8 @@ RULE_FILES = sorted((PROMETHEUS / "rules").glob("*.yml"))
 TEST_FILES = sorted((PROMETHEUS / "tests").glob("*.test.yml"))
 ALERT_FILES = [PROMETHEUS / "rules" / "alerts.yml", PROMETHEUS / "rules" / "slo-ingestion.yml"]
 SERVICES = {"goal": 8001, "metrics": 8002, "alignment": 8003}
+#: Every job scraped: the services and the web console.
+SCRAPED = SERVICES | {"web": 8000}
 
 promtool = pytest.mark.skipif(
     shutil.which("promtool") is None,
@@ -110,7 +112,7 @@ def test_recording_rules_used_by_alerts_exist() -> None:
             assert name in recorded, f"{alert['alert']} uses {name}, which no rule records"
 
 
-def test_scrape_configs_name_the_three_services() -> None:
+def test_scrape_configs_name_the_services_and_the_console() -> None:
     for config, host in (("prometheus.yml", None), ("prometheus.docker.yml", "service")):
         loaded = load(PROMETHEUS / config)
         assert loaded["global"]["scrape_interval"] == "5s"
@@ -120,6 +122,5 @@ def test_scrape_configs_name_the_three_services() -> None:
             for job in loaded["scrape_configs"]
         }
         assert targets == {
-            job: [f"{'127.0.0.1' if host is None else job}:{port}"]
-            for job, port in SERVICES.items()
+            job: [f"{'127.0.0.1' if host is None else job}:{port}"] for job, port in SCRAPED.items()
         }, config
