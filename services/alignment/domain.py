@@ -45,7 +45,7 @@ def stats_from_dict(raw: dict[str, Any]) -> WindowStats:
             item["value"],
             observed if isinstance(observed, datetime) else datetime.fromisoformat(observed),
             item["position"],
-            item.get("source", ""),
+            item["source"],
         )
 
     return WindowStats(
@@ -84,8 +84,15 @@ class ObjectiveTrack(Aggregate):
 
     class Archived(Aggregate.Event):
         position: int
-        #: When the goal service archived it (absent from events stored before it was kept).
+        #: When the goal service archived it (None: archived before archivals were dated).
         archived_at: datetime | None
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Archivals stored before they were dated."""
+            state["archived_at"] = None
 
     # The events stored in volume (evaluations, KPITrack's readings) apply themselves: a
     # decorated method costs more, live and on replay (the library matches the event's
@@ -102,6 +109,17 @@ class ObjectiveTrack(Aggregate):
         as_of: datetime
         lineage: list[dict[str, Any]]
         published: bool
+
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Evaluations stored before readings had a source: the statistics' readings get
+            an unknown (empty) one. Their lineage stays as it was: it cites what was known."""
+            stats = state["stats"]
+            for extreme in ("low", "high", "latest") if stats else ():
+                if stats[extreme] is not None:
+                    stats[extreme].setdefault("source", "")
 
         def apply(self, aggregate: Any) -> None:
             if self.stats is not None:
@@ -202,7 +220,7 @@ class ObjectiveTrack(Aggregate):
         }
 
     @event(Archived)
-    def archive(self, position: int, archived_at: datetime | None = None) -> None:
+    def archive(self, position: int, archived_at: datetime | None) -> None:
         self.definition = self.definition.model_copy(update={"status": ObjectiveStatus.archived})
         self.archived_at = archived_at
 
@@ -286,23 +304,31 @@ class KPITrack(Aggregate):
         readings: list[dict[str, Any]]
         arrived_at: datetime
 
+        class_version = 2
+
+        @staticmethod
+        def upcast_v1_v2(state: dict[str, Any]) -> None:
+            """Readings stored before each kept its source and when the metrics service
+            recorded it: an unknown (empty) source, and the batch's arrival for the latter."""
+            for reading in state["readings"]:
+                reading.setdefault("source", "")
+                reading.setdefault("recorded_at", state["arrived_at"].isoformat())
+
         def apply(self, aggregate: Any) -> None:
             aggregate.fold(self.readings, self.arrived_at)
 
         def references(self) -> Iterator[tuple[ReadingRef, datetime]]:
-            """Each reading applied, with when the metrics service recorded it (kept per
-            reading since archivals need it; before, per batch)."""
+            """Each reading applied, with when the metrics service recorded it."""
             for item in self.readings:
-                recorded = item.get("recorded_at")
                 yield (
                     ReadingRef(
                         item["reading_id"],
                         item["value"],
                         datetime.fromisoformat(item["observed_at"]),
                         item["position"],
-                        item.get("source", ""),
+                        item["source"],
                     ),
-                    datetime.fromisoformat(recorded) if recorded else self.arrived_at,
+                    datetime.fromisoformat(item["recorded_at"]),
                 )
 
     @event(Defined)
