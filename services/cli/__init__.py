@@ -1,9 +1,10 @@
 """``okr``: the command-line tool people use to drive the OKR platform.
 
-One typer app with a sub-app per subject (``readings`` now; ``objective``, ``kpi``, ``tree``,
-``verify`` and more later). The root callback gathers what every command shares (the services'
-URLs, the token, ``--json``) into one ``CliSettings``, so each command starts from the same
-configuration and fails in the same one-line way.
+One typer app: a sub-app per subject (``objective``, ``kpi``, ``readings``) and a command per
+view (``tree``, ``gaps``, ``history``, ``replay``, ``verify``, ``demo``). The root callback
+gathers what every command shares (the services' URLs, the token, ``--json``) into one
+``CliSettings``, so each command starts from the same configuration and fails in the same
+one-line way.
 """
 
 from __future__ import annotations

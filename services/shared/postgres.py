@@ -126,9 +126,7 @@ class BatchTrackingPostgresRecorder(BatchTrackingRecorder, PostgresProcessRecord
                 ]
                 curs.execute(self.insert_events_statement, (pg_events,))
                 ids = sorted(row["notification_id"] for row in curs.fetchall())
-                curs.execute(
-                    SQL("SELECT hash FROM {} ORDER BY position DESC LIMIT 1").format(self._chain)
-                )
+                curs.execute(self._last_link)
                 last = curs.fetchone()
                 links = chain_links(last["hash"] if last else GENESIS, stored_events, ids)
                 curs.execute(
@@ -182,9 +180,7 @@ class BatchTrackingPostgresRecorder(BatchTrackingRecorder, PostgresProcessRecord
 
     def link_at(self, position: int) -> str | None:
         with self.datastore.transaction(commit=False) as curs:
-            curs.execute(
-                SQL("SELECT hash FROM {} WHERE position = %s").format(self._chain), [position]
-            )
+            curs.execute(self._link_at, [position])
             row = curs.fetchone()
             return row["hash"] if row else None
 
