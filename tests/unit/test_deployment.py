@@ -425,6 +425,13 @@ def test_dockerfile_starts_a_service_and_checks_its_health() -> None:
     assert [rest for keyword, rest in final_stage() if keyword == "HEALTHCHECK"]
 
 
+def test_the_image_exposes_every_process_port_the_console_included() -> None:
+    exposed = {
+        int(port) for keyword, rest in final_stage() if keyword == "EXPOSE" for port in rest.split()
+    }
+    assert exposed == set(DEFAULT_PORTS.values()) | {WEB_PORT}
+
+
 def healthcheck_command() -> list[str]:
     (healthcheck,) = [rest for keyword, rest in final_stage() if keyword == "HEALTHCHECK"]
     command: list[str] = json.loads(healthcheck[healthcheck.index("CMD") + 3 :].strip())
