@@ -59,10 +59,9 @@ async def _raw_body(message: StreamMessage[Any]) -> Any:
     return message.body
 
 
-#: How long a consumer waits before polling again after a small batch. At a steady 1,000
-#: readings/s on the development machine: no wait gave the metrics service 75 batches a
-#: second (49% of a core), 50 ms gave 12 (26%) but doubled the latency, 15 ms gave 32 (33%)
-#: and the lowest latency of the three.
+#: How long a consumer waits before polling again after a small batch: a trickle of tiny
+#: batches costs more CPU than the records in them, and a long wait costs latency (the
+#: measurements behind the value: docs/benchmarks.md, "Why these settings").
 CONSUMER_LINGER_SECONDS = 0.015
 
 
@@ -71,8 +70,8 @@ def settle_heap() -> None:
     as long as the process, so it is frozen out of the collector's generations, and young
     collections are made rarer (the older ones keep their default ratios, so cyclic garbage
     is still collected every few million allocations). Otherwise the collector rescans the
-    state while batches allocate: up to a fifth of a batch's time, measured with
-    ``tests.bench.inprocess``."""
+    state while batches allocate, a large share of a batch's time (``tests.bench.inprocess``
+    shows it)."""
     gc.collect()
     gc.freeze()
     gc.set_threshold(50_000, 10, 10)
