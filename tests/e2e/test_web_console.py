@@ -11,7 +11,7 @@ import re
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -274,6 +274,79 @@ def test_as_of_an_earlier_instant_the_old_target_shows(writer: Page, stack: Stac
     expect(row.locator(".value")).to_contain_text("of 4")
     expect(writer.get_by_role("heading", name="Check in")).to_have_count(0)
     accessible(writer, "objective-in-the-past")
+
+
+def team_objective(stack: Stack, title: str, target: float) -> dict[str, Any]:
+    """A team objective of this quarter with one metric key result, set through the API."""
+    created: dict[str, Any] = stack.api(
+        "goal",
+        "POST",
+        "/objectives",
+        {
+            "title": title,
+            "owner": "pat.hr",
+            "org_unit": "hr",
+            "level": "team",
+            "period": demo.DemoPeriods.around(datetime.now(UTC).date()).quarter,
+            "key_results": [
+                {"title": "Hire engineers", "kind": "metric", "baseline": 0, "target": target}
+            ],
+        },
+    )
+    objective: dict[str, Any] = created["objective"]
+    return objective
+
+
+def test_the_time_travel_control_shows_the_old_target(writer: Page, stack: Stack) -> None:
+    objective = team_objective(stack, "Hire a platform team", 4)
+    # The control takes whole seconds: the instant looked at is the first one after the
+    # objective was set, and the change has to come after it.
+    then = (datetime.now(UTC) + timedelta(seconds=1)).replace(microsecond=0)
+    wait_for(lambda: datetime.now(UTC) > then, within=5, what="a second after the objective")
+    objective["key_results"][0]["target"] = 6
+    stack.api("goal", "PUT", f"/objectives/{objective['id']}", objective)
+    writer.goto(f"{stack.web.url}/objectives/{objective['id']}")
+    row = writer.locator("tr.key-result", has_text="Hire engineers")
+    expect(row.locator(".value")).to_contain_text("of 6")
+    expect(writer.locator(".past-banner")).to_have_count(0)
+
+    control = writer.get_by_role("form", name="Time travel")
+    control.get_by_label("Look at the state as of (UTC)").fill(then.strftime("%Y-%m-%dT%H:%M:%S"))
+    control.get_by_role("button", name="Look").click()
+    writer.wait_for_url(re.compile(r"\?as_of="))
+    expect(writer.locator(".past-banner")).to_contain_text("The past")
+    expect(row.locator(".value")).to_contain_text("of 4")
+    control.get_by_role("link", name="Back to now").click()
+    expect(row.locator(".value")).to_contain_text("of 6")
+    expect(writer.locator(".past-banner")).to_have_count(0)
+
+
+def test_a_writer_archives_an_objective_from_its_page(writer: Page, stack: Stack) -> None:
+    objective = team_objective(stack, "Hire a support team", 3)
+
+    def in_tree() -> bool:
+        return str(objective["id"]) in json.dumps(stack.api("alignment", "GET", "/tree"))
+
+    wait_for(in_tree, what="the alignment service to have the objective")
+    page = f"{stack.web.url}/objectives/{objective['id']}"
+    writer.goto(page)
+    writer.get_by_label("Reason to archive").fill("merged into the platform team")
+    writer.get_by_role("button", name="Archive").click()
+    expect(writer.locator(".notices")).to_contain_text("The objective is archived.")
+    expect(writer.locator(".facts .status")).to_have_text("archived")
+    expect(writer.get_by_role("button", name="Archive")).to_have_count(0)
+    view = stack.api("goal", "GET", f"/objectives/{objective['id']}")
+    assert view["objective"]["status"] == "archived"
+
+    # The tree hides it once alignment has the archival; asked for, it is listed apart.
+    wait_for(lambda: not in_tree(), what="the alignment service to have the archival")
+    writer.goto(f"{stack.web.url}/?org_unit=hr")
+    expect(writer.locator(f"#objective-{objective['id']}")).to_have_count(0)
+    writer.goto(f"{stack.web.url}/?org_unit=hr&archived=true")
+    archived = writer.locator(
+        "section", has=writer.get_by_role("heading", name="Archived objectives")
+    )
+    expect(archived.get_by_role("link", name="Hire a support team")).to_be_visible()
 
 
 def test_a_reader_sees_no_write_controls_and_a_write_is_refused(
