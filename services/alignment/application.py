@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any, ClassVar
 from uuid import UUID
@@ -56,18 +56,9 @@ class AlignmentApplication(ServiceApplication):
         self._committed_kpis: dict[str, KPITrack] = {}
         with replaying():
             for topic in (ObjectiveTrack.Defined, ObjectiveTrack.Redefined, KPITrack.Defined):
-                for notification in self._notifications(get_topic(topic)):
+                for notification in self.notifications(topics=[get_topic(topic)]):
                     self._index(self.mapper.to_domain_event(notification))
                     REPLAY_EVENTS.inc()
-
-    def _notifications(self, topic: str) -> Iterator[Any]:
-        position = 0
-        while True:
-            page = self.recorder.select_notifications(position + 1, 1000, topics=[topic])
-            yield from page
-            if len(page) < 1000:
-                return
-            position = page[-1].id
 
     def aggregates_committed(self, aggregates: Iterable[Any]) -> None:
         # Where the library puts committed aggregates in its cache: the index follows.
