@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
@@ -55,11 +56,14 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
 
 
 async def read_partitions(
-    client_options: dict[str, Any], topic: str, last: int | None = None
+    client_options: dict[str, Any],
+    topic: str,
+    last: int | None = None,
+    until: Callable[[ConsumerRecord], bool] | None = None,
 ) -> dict[int, list[ConsumerRecord]]:
     """Each partition of ``topic`` with its records up to its current end, in order: all of
-    them, or the ``last`` few only. No partitions when the topic is missing; no consumer
-    group, so nothing is committed."""
+    them, the ``last`` few only, or those up to the first that ``until`` holds for. No
+    partitions when the topic is missing; no consumer group, so nothing is committed."""
     consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options)
     try:  # stopped even when it cannot start: an idle relay asks while the broker is away
         await consumer.start()
@@ -78,9 +82,10 @@ async def read_partitions(
             if not batches:
                 raise TimeoutError(f"stalled reading {topic}")
             for tp, batch in batches.items():
-                records[tp.partition].extend(batch)
+                met = next((i for i, r in enumerate(batch) if until(r)), None) if until else None
+                records[tp.partition].extend(batch if met is None else batch[: met + 1])
                 # The position, not the last offset read: a compacted topic has gaps.
-                if await consumer.position(tp) >= ends[tp]:
+                if met is not None or await consumer.position(tp) >= ends[tp]:
                     pending.discard(tp)
         return records
     finally:

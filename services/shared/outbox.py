@@ -15,7 +15,9 @@ first event a partition lost. It checks when it resumes (at start and after any 
 while idle, every ``tail_check_seconds``, so a broker that lost data while nothing was being
 published gets it back without waiting for the next event. If the broker acknowledges an
 offset it acknowledged before (it was wiped and took new messages since, which would hide the
-loss from a look at the tails), the relay republishes the whole log.
+loss from a look at the tails), the relay republishes the whole log; so it does when a
+partition begins with a later event of this log than the first one stored for it, which is
+how that loss still shows after the relay restarted and forgot the offsets.
 
 Several instances of a service may share one store (scale-out on PostgreSQL): a lease on the
 store lets only one of them relay at a time; the others stand by and take over when its
@@ -128,6 +130,34 @@ async def published_tails(client_options: dict[str, Any], topic: str) -> dict[in
         partition: json.loads(records[-1].value)["position"] if records else None
         for partition, records in partitions.items()
     }
+
+
+def _origin(record: Any) -> tuple[int, str]:
+    envelope = json.loads(record.value)
+    return envelope["position"], envelope.get("epoch", "")
+
+
+async def beginnings_lost(
+    client_options: dict[str, Any], topic: str, expected_first: Mapping[int, int], epochs: set[str]
+) -> list[int]:
+    """The partitions that lost their beginning: none of their messages is the first event
+    stored for them (``expected_first``), though they hold later ones of this log. A broker
+    that lost its data and then took new messages shows whole tails; only this shows the loss.
+    A partition is read only until a message answers: at once when it is whole, past the new
+    messages when the lost ones were published again since. Messages of epochs the store does
+    not know (a rebuilt store's topic) have positions that do not compare: they answer too."""
+
+    def answers(record: Any) -> bool:
+        position, epoch = _origin(record)
+        expected = expected_first.get(record.partition)
+        return epoch not in epochs or expected is None or position <= expected
+
+    partitions = await read_partitions(client_options, topic, until=answers)
+    return sorted(
+        partition
+        for partition, records in partitions.items()
+        if partition in expected_first and records and not answers(records[-1])
+    )
 
 
 #: A stored event as the tail check sees it: its log position and the partition its message
@@ -269,6 +299,8 @@ class OutboxRelay:
         self._checkpoint_due = 0.0
         #: The highest offset the broker acknowledged per partition of the topic.
         self._offsets: dict[int, int] = {}
+        #: Partitions, how far the log was read, and the first event of each partition met.
+        self._first_events: tuple[int, int, dict[int, int]] = (0, 0, {})
         #: When the broker was found to have lost messages: the position to republish from,
         #: and the one the republish must reach. Every resume starts there (instead of
         #: checking the topic again) until the relay got that far: a republish that fails
@@ -427,6 +459,8 @@ class OutboxRelay:
         published up to ``upto``; None when none did."""
         tails = await published_tails(self._client_options, self._topic)
         position = await asyncio.to_thread(self._republish_position, tails, upto)
+        if position is None and await self._lost_beginning(upto, len(tails) or 1):
+            position = 0
         if position is not None:
             log.warning(
                 "%s lost published events (last positions per partition: %s; latest published "
@@ -437,6 +471,37 @@ class OutboxRelay:
                 position,
             )
         return position
+
+    async def _lost_beginning(self, upto: int, partitions: int) -> bool:
+        """Whether a partition of the topic lost its beginning (see ``beginnings_lost``)."""
+        expected_first, epochs = await asyncio.to_thread(self._firsts, upto, partitions)
+        lost = await beginnings_lost(self._client_options, self._topic, expected_first, epochs)
+        if lost:
+            log.warning(
+                "%s partitions %s lost their beginning (first events expected at %s): "
+                "republishing the whole log",
+                self._topic,
+                lost,
+                expected_first,
+            )
+        return bool(lost)
+
+    def _firsts(self, upto: int, partitions: int) -> tuple[dict[int, int], set[str]]:
+        """The first stored event of each partition up to ``upto``, and the epochs the store
+        knows. Kept between checks (a log's first events never change), so that the log is
+        read once at most, and only while some partition has not met its first event."""
+        if self._first_events[0] != partitions:
+            self._first_events = (partitions, 0, {})
+        _, scanned, expected_first = self._first_events
+        if len(expected_first) < partitions and upto > scanned:
+            for position, partition in self._placed(scanned, upto, False, partitions):
+                if partition is not None and partition not in expected_first:
+                    expected_first[partition] = position
+                    if len(expected_first) == partitions:
+                        break
+            self._first_events = (partitions, upto, expected_first)
+        epochs = {name for _, name in self._application.tracking_recorder.select_epochs()}
+        return dict(expected_first), epochs | {""}
 
     def _republish_position(self, tails: Mapping[int, int | None], upto: int) -> int | None:
         """``republish_position`` for this relay's topic, whose partitions end with ``tails``,

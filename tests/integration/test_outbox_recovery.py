@@ -8,10 +8,11 @@ import json
 import shutil
 from collections import defaultdict
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, RecordsToDelete
 
 from contracts import GOAL_EVENTS
@@ -217,3 +218,54 @@ def wait_restored(broker: ApacheKafka, before: dict[int, set[int]], damaged: int
         return all(held <= now.get(p, set()) for p, held in before.items())
 
     wait_for(restored, within=60, what=f"partition {damaged} to get its events back")
+
+
+def test_a_broker_that_lost_its_data_and_took_new_messages_gets_the_old_ones_back(
+    own_kafka: ApacheKafka, data_dir: Path
+) -> None:
+    """The broker lost its data, then took the latest messages again before the relay died
+    (it forgot the offsets that would have shown the loss): every tail looks whole, and only
+    the partitions' beginnings show what is missing."""
+    broker = own_kafka
+    goal = ServiceProcess("goal", data_dir, broker.bootstrap_servers)
+    try:
+        goal.start()
+        before = fill_every_partition(goal, broker, at_least=2)
+        wait_recorded(broker, max(max(held) for held in before.values()))
+        tails = {}
+        for record in read_topic(broker.bootstrap_servers, GOAL_EVENTS):
+            tails[record.partition] = record  # the last one of each partition wins
+        goal.kill()
+
+        broker.wipe()
+        broker.start()
+        recreate_topics(broker)
+        asyncio.run(produce_again(broker, list(tails.values())))
+        assert {p: max(held) for p, held in positions_by_partition(broker).items()} == {
+            p: max(held) for p, held in before.items()
+        }, "every tail looks whole"
+
+        goal.start()
+        wait_for(
+            lambda: all(before[p] <= held for p, held in positions_by_partition(broker).items()),
+            within=60,
+            what="the lost beginnings republished",
+        )
+    finally:
+        goal.stop()
+
+
+async def produce_again(broker: ApacheKafka, records: list[Any]) -> None:
+    producer = AIOKafkaProducer(bootstrap_servers=broker.bootstrap_servers)
+    await producer.start()
+    try:
+        for record in records:
+            await producer.send_and_wait(
+                GOAL_EVENTS,
+                record.value,
+                key=record.key,
+                partition=record.partition,
+                headers=list(record.headers),
+            )
+    finally:
+        await producer.stop()

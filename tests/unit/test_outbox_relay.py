@@ -218,7 +218,11 @@ async def test_a_republish_that_failed_midway_starts_over_until_it_got_through(
     async def whole(client_options: dict[str, Any], topic: str) -> dict[int, int | None]:
         return {0: 4, 1: 5, 2: 6}
 
+    async def beginnings_whole(*_: Any) -> list[int]:
+        return []
+
     monkeypatch.setattr(outbox, "published_tails", whole)
+    monkeypatch.setattr(outbox, "beginnings_lost", beginnings_whole)
     with pytest.raises(outbox.BrokerLostData):
         relay._check_offsets([cast(RecordMetadata, Acknowledged(partition=0, offset=0))])
 
