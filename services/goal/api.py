@@ -123,6 +123,15 @@ async def list_objectives(
     )
 
 
+async def scored_view(
+    application: GoalApplication, objective: Objective, warnings: list[str] | None = None
+) -> ObjectiveView:
+    """The objective as stored now, with the latest scores known (a change is scored moments
+    after it is stored, so a write's answer shows the scores from before it)."""
+    scores = await asyncio.to_thread(application.scores, objective.id)
+    return view(objective, warnings, scores)
+
+
 @router.get("/{objective_id}", response_model=ObjectiveView, responses=error_responses(404))
 async def get_objective(objective_id: UUID, application: Goal, as_of: AsOf = None) -> ObjectiveView:
     """The objective, each KR's latest check-in, and the latest scores (from the
@@ -132,7 +141,7 @@ async def get_objective(objective_id: UUID, application: Goal, as_of: AsOf = Non
         scores = await asyncio.to_thread(application.scores_as_of, objective_id, as_of)
         return view(then, scores=scores)
     objective = await asyncio.to_thread(application.get_objective, objective_id)
-    return view(objective, scores=await asyncio.to_thread(application.scores, objective_id))
+    return await scored_view(application, objective)
 
 
 @router.put(
@@ -152,7 +161,7 @@ async def redefine_objective(
     objective, warnings = await asyncio.to_thread(
         application.redefine_objective, objective_id, command, actor, correlation_id
     )
-    return view(objective, warnings, await asyncio.to_thread(application.scores, objective_id))
+    return await scored_view(application, objective, warnings)
 
 
 @router.post(
@@ -171,7 +180,7 @@ async def archive_objective(
     objective = await asyncio.to_thread(
         application.archive_objective, objective_id, reason, actor, correlation_id
     )
-    return view(objective, scores=await asyncio.to_thread(application.scores, objective_id))
+    return await scored_view(application, objective)
 
 
 @router.post(
@@ -191,7 +200,7 @@ async def check_in(
     objective = await asyncio.to_thread(
         application.check_in, objective_id, key_result_id, command, actor, correlation_id
     )
-    return view(objective, scores=await asyncio.to_thread(application.scores, objective_id))
+    return await scored_view(application, objective)
 
 
 @router.get(

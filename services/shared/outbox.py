@@ -127,9 +127,23 @@ async def published_tails(client_options: dict[str, Any], topic: str) -> dict[in
     an empty partition); no partitions when the topic is missing."""
     partitions = await read_partitions(client_options, topic, last=1)
     return {
-        partition: json.loads(records[-1].value)["position"] if records else None
+        partition: _origin(records[-1])[0] if records else None
         for partition, records in partitions.items()
     }
+
+
+def first_met(
+    placed: Iterable[Placed], partitions: int, already: Mapping[int, int] | None = None
+) -> dict[int, int]:
+    """The position of the first event met for each partition (``already`` met ones kept),
+    in the order ``placed`` gives them; reading stops as soon as every partition has one."""
+    met = dict(already or {})
+    for position, partition in placed:
+        if partition is not None and partition not in met:
+            met[partition] = position
+            if len(met) == partitions:
+                break
+    return met
 
 
 def _origin(record: Any) -> tuple[int, str]:
@@ -188,13 +202,7 @@ class ExpectedTails:
     def read(self, newest_first: Iterable[Placed], upto: int) -> None:
         """Bring ``latest`` up to ``upto`` from the events after ``self.upto``, newest first;
         reading stops as soon as every partition has met its latest event."""
-        met: dict[int, int] = {}
-        for position, partition in newest_first:
-            if partition is not None and partition not in met:
-                met[partition] = position
-                if len(met) == self.partitions:
-                    break
-        self.latest |= met
+        self.latest |= first_met(newest_first, self.partitions)
         self.upto = max(self.upto, upto)
 
     def lost(self, tails: Mapping[int, int | None]) -> dict[int, int]:
@@ -494,14 +502,10 @@ class OutboxRelay:
             self._first_events = (partitions, 0, {})
         _, scanned, expected_first = self._first_events
         if len(expected_first) < partitions and upto > scanned:
-            for position, partition in self._placed(scanned, upto, False, partitions):
-                if partition is not None and partition not in expected_first:
-                    expected_first[partition] = position
-                    if len(expected_first) == partitions:
-                        break
-            self._first_events = (partitions, upto, expected_first)
+            placed = self._placed(scanned, upto, False, partitions)
+            self._first_events = (partitions, upto, first_met(placed, partitions, expected_first))
         epochs = {name for _, name in self._application.tracking_recorder.select_epochs()}
-        return dict(expected_first), epochs | {""}
+        return dict(self._first_events[2]), epochs | {""}
 
     def _republish_position(self, tails: Mapping[int, int | None], upto: int) -> int | None:
         """``republish_position`` for this relay's topic, whose partitions end with ``tails``,
