@@ -8,15 +8,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaConnectionError, TopicAlreadyExistsError
+from aiokafka.errors import KafkaConnectionError, KafkaError, TopicAlreadyExistsError
 
 from contracts import ALL_TOPICS, KPI_READINGS, dlq_topic
 from contracts.topics import AUDIT_HEADS
+
+log = logging.getLogger(__name__)
 
 #: Topic -> partitions. Event topics are keyed by aggregate id, so partitions only bound
 #: the parallelism of consumers; readings get more because they are the volume.
@@ -98,8 +101,26 @@ async def read_topic(client_options: dict[str, Any], topic: str) -> list[Consume
     return [record for partition in sorted(partitions) for record in partitions[partition]]
 
 
-async def ensure_topics(client_options: dict[str, Any]) -> list[str]:
-    """Create every topic of the system that does not exist yet; returns those created."""
+async def ensure_topics(client_options: dict[str, Any], within: float = 30.0) -> list[str]:
+    """Create every topic of the system that does not exist yet; returns those created.
+
+    A broker that has just started may answer one request and refuse the next for a moment
+    (its node not ready yet); what Kafka calls retriable is tried again for ``within``
+    seconds."""
+    deadline = time.monotonic() + within
+    created: list[str] = []
+    while True:
+        try:
+            await _create_missing_topics(client_options, created)
+            return created
+        except KafkaError as error:
+            if not error.retriable or time.monotonic() > deadline:
+                raise
+            log.info("creating the topics failed (%r); trying again", error)
+        await asyncio.sleep(0.5)  # a back-off, not a synchronisation
+
+
+async def _create_missing_topics(client_options: dict[str, Any], created: list[str]) -> None:
     admin = AIOKafkaAdminClient(**client_options)
     await admin.start()
     try:
@@ -115,7 +136,7 @@ async def ensure_topics(client_options: dict[str, Any]) -> list[str]:
         if wanted:
             with contextlib.suppress(TopicAlreadyExistsError):  # another process won the race
                 await admin.create_topics(wanted)
-        return [topic.name for topic in wanted]
+        created += [topic.name for topic in wanted]
     finally:
         await admin.close()
 

@@ -23,7 +23,7 @@ from faststream.message import StreamMessage
 from prometheus_client import REGISTRY
 
 from contracts import Envelope
-from services.shared import long_poll
+from services.shared import kafka_seams, long_poll
 from services.shared.consumer import BatchHandler, Policy, TrackedConsumer
 from services.shared.dlq import DeadLetters
 from services.shared.outbox import OutboxRelay, Translator
@@ -100,6 +100,7 @@ class ServiceRuntime:
         an integration event; None for a process that only consumes."""
         self.settings = settings
         self.application = application
+        kafka_seams.install()
         if settings.kafka_empty_fetch_pause:
             # Before FastStream and the relay make their consumers.
             long_poll.install(settings.kafka_empty_fetch_pause)

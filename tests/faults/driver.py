@@ -199,6 +199,10 @@ class FaultSchedule(threading.Thread):
 
     def _hold_stream(self) -> int:
         """Hold the reading stream; returns how many readings the broker acknowledged."""
+        # A park left from the last hold is no answer to this one: the stream may not have
+        # woken from it yet, and would then send a chunk the caller does not count (a wipe
+        # right after a crash's resend lost such a chunk without the source sending it again).
+        self.stream.parked.clear()
         self.stream.may_send.clear()
         wait_for(
             lambda: self.stream.parked.is_set() or self.stream.finished.is_set(),
