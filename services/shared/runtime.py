@@ -59,9 +59,11 @@ async def _raw_body(message: StreamMessage[Any]) -> Any:
     return message.body
 
 
-#: How long a consumer waits before polling again after a small batch: a trickle of tiny
-#: batches costs more CPU than the records in them, and a long wait costs latency (the
-#: measurements behind the value: docs/benchmarks.md, "Why these settings").
+#: How long a consumer waits before polling again after a small batch, on a broker that
+#: answers a fetch at once whatever bytes it asked for (noida-db): a trickle of tiny batches
+#: costs more CPU than the records in them, and a long wait costs latency (the measurements
+#: behind the value: docs/benchmarks.md, "Why these settings"). Apache Kafka gathers the
+#: batch itself (``consumer_fetch_min_bytes``).
 CONSUMER_LINGER_SECONDS = 0.015
 
 
@@ -161,7 +163,12 @@ class ServiceRuntime:
         idempotency keys stored with their effects.
         """
         failures = self._failures
-        linger_below = max(self.settings.consumer_max_records // 20, 1)
+        # Only where the broker does not hold fetches: the same broker the long polling is for.
+        linger_below = (
+            max(self.settings.consumer_max_records // 20, 1)
+            if self.settings.kafka_empty_fetch_pause
+            else 0
+        )
         for name in topics:
             declare_consumed(name)
         topic = ",".join(topics)  # names the subscription in logs and metric labels
@@ -175,6 +182,8 @@ class ServiceRuntime:
             # Enough prefetched per partition to fill a batch (events are about 0.5 kB, and
             # tens of bytes compressed: the limit counts them as sent).
             max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_min_bytes=self.settings.consumer_fetch_min_bytes,
+            fetch_max_wait_ms=round(self.settings.consumer_fetch_wait_seconds * 1000),
             auto_offset_reset="earliest",
             # Records of aborted transactions (a producer's failed batch) never happened.
             isolation_level="read_committed",
@@ -202,8 +211,7 @@ class ServiceRuntime:
             if len(records) < linger_below:
                 # A trickle: let the next batch gather for a moment. Every batch costs a
                 # commit and a settling of the service's state whatever its size, and a
-                # stream of tiny batches cost more than the records in them. (Kafka's
-                # fetch.min.bytes would do this in the broker; not every broker honours it.)
+                # stream of tiny batches cost more than the records in them.
                 await asyncio.sleep(CONSUMER_LINGER_SECONDS)
 
     def every(self, seconds: float, work: Callable[[], object], name: str) -> None:
