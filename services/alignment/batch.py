@@ -48,11 +48,7 @@ class Batch:
     @staticmethod
     def of(unit: UnitOfWork, application: AlignmentApplication) -> Batch:
         """The batch of a unit of work, which carries it from ``apply`` to ``finish``."""
-        batch = unit.scratch.get("batch")
-        if batch is None:
-            batch = unit.scratch["batch"] = Batch(application, unit)
-        assert isinstance(batch, Batch)
-        return batch
+        return unit.state(Batch, lambda: Batch(application, unit))
 
     def dirty_objective(self, track: ObjectiveTrack) -> None:
         self.dirty.update((track.objective_id, kr.id) for kr in track.definition.key_results)

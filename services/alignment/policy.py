@@ -122,8 +122,8 @@ class AlignmentPolicy:
     # -- per batch --------------------------------------------------------------------------
 
     def finish(self, unit: UnitOfWork) -> None:
-        batch = unit.scratch.get("batch")
-        if not isinstance(batch, Batch):
+        batch = unit.state_if_any(Batch)
+        if batch is None:
             return
         now = self.clock()
         # An archival recomputes too: readings recorded after it may have arrived before it.

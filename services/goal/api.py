@@ -23,7 +23,7 @@ from services.goal.application import GoalApplication
 from services.goal.commands import ArchiveCommand, CheckInCommand, ObjectiveCommand
 from services.goal.domain import Objective, ObjectiveScores
 from services.goal.publishing import published_form
-from services.shared.history import changes
+from services.shared.history import FieldChange, changes
 from services.shared.http import BODY_ERRORS, JSONRoute, error_responses
 from services.shared.http_parameters import Actor, AsOf, CorrelationId
 from services.shared.runtime import application_of
@@ -64,8 +64,8 @@ class HistoryEntry(BaseModel):
     actor: str
     correlation_id: str | None
     payload: dict[str, Any]
-    changes: list[dict[str, Any]] = Field(
-        description="Field-level differences from the version before: field, before, after."
+    changes: list[FieldChange] = Field(
+        description="Field-level differences from the version before."
     )
 
 

@@ -3,6 +3,7 @@ latest scores from ``alignment.events``, and the KPI catalogue from ``metrics.ev
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from contracts import Envelope, KeyResultScored, KPIDefined, ObjectiveScored
@@ -14,6 +15,13 @@ def _scored_order(event: Envelope) -> tuple[datetime, int]:
     return event.occurred_at, event.position
 
 
+@dataclass
+class LatestScores:
+    """One batch's latest score event of each objective (key result None) and key result."""
+
+    latest: dict[tuple[str, str | None], Envelope] = field(default_factory=dict)
+
+
 class ScoreNotes:
     """Keeps the latest published scores of each objective (from ``alignment.events``) so
     that ``GET /objectives/{id}`` shows them; other alignment events are not for us.
@@ -23,7 +31,7 @@ class ScoreNotes:
     positions of different epochs (a rebuilt alignment service) do not compare."""
 
     def apply(self, event: Envelope, unit: UnitOfWork) -> None:
-        latest: dict[tuple[str, str | None], Envelope] = unit.scratch.setdefault("latest", {})
+        latest = unit.state(LatestScores, LatestScores).latest
         if isinstance(event, ObjectiveScored):
             subject: tuple[str, str | None] = (event.payload.objective_id, None)
         elif isinstance(event, KeyResultScored):
@@ -34,9 +42,11 @@ class ScoreNotes:
             latest[subject] = event
 
     def finish(self, unit: UnitOfWork) -> None:
-        latest: dict[tuple[str, str | None], Envelope] = unit.scratch.get("latest", {})
+        noted = unit.state_if_any(LatestScores)
+        if noted is None:
+            return
         for (objective_id, key_result_id), event in sorted(
-            latest.items(), key=lambda item: _scored_order(item[1])
+            noted.latest.items(), key=lambda item: _scored_order(item[1])
         ):
             scores = self._scores(unit, objective_id)
             if isinstance(event, ObjectiveScored):

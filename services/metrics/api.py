@@ -16,7 +16,12 @@ from contracts import (
     OutcomeView,
     describe_validation_error,
 )
-from services.metrics.application import KPIStatus, MetricsApplication, RecordedReading
+from services.metrics.application import (
+    DefinitionHistoryEntry,
+    KPIStatus,
+    MetricsApplication,
+    RecordedReading,
+)
 from services.metrics.commands import KPICommand
 from services.shared.errors import RuleViolation
 from services.shared.http import BODY_ERRORS, Instant, JSONRoute, error_responses
@@ -162,8 +167,12 @@ async def get_kpi(
     return application.status(key)
 
 
-@router.get("/kpis/{key}/history", responses=error_responses(404))
-async def kpi_history(key: KPIKey, application: Metrics) -> list[dict[str, Any]]:
+@router.get(
+    "/kpis/{key}/history",
+    response_model=list[DefinitionHistoryEntry],
+    responses=error_responses(404),
+)
+async def kpi_history(key: KPIKey, application: Metrics) -> list[DefinitionHistoryEntry]:
     """Every definition of the KPI, oldest first, with actor, time and field-level
     before/after changes."""
     return await asyncio.to_thread(application.definition_history, key)

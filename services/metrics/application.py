@@ -32,7 +32,7 @@ from services.metrics.domain import (
 )
 from services.metrics.telemetry import READINGS, KPIGauges
 from services.shared.errors import NotFound
-from services.shared.history import changes
+from services.shared.history import FieldChange, changes
 from services.shared.store import ServiceApplication, processing_event
 from services.shared.telemetry import REPLAY_EVENTS, replaying
 
@@ -48,6 +48,19 @@ class KPIStatus(BaseModel):
     readings: int
     last_arrival: datetime
     version: int
+
+
+class DefinitionHistoryEntry(BaseModel):
+    """One definition of a KPI, as its history shows it."""
+
+    version: int
+    event_type: str
+    occurred_at: datetime
+    actor: str
+    definition: dict[str, Any]
+    changes: list[FieldChange] = Field(
+        description="Field-level differences from the definition before."
+    )
 
 
 class RecordedReading(BaseModel):
@@ -253,7 +266,7 @@ class MetricsApplication(ServiceApplication):
             version=kpi.version,
         )
 
-    def definition_history(self, key: str) -> list[dict[str, Any]]:
+    def definition_history(self, key: str) -> list[DefinitionHistoryEntry]:
         """Every definition of the KPI, oldest first, with who set it, when, and the
         field-level changes from the one before (readings have their own history)."""
         kpi = self.get_kpi(key)
@@ -262,14 +275,14 @@ class MetricsApplication(ServiceApplication):
             if not isinstance(domain_event, KPI.Defined | KPI.Redefined):
                 continue
             entries.append(
-                {
-                    "version": domain_event.originator_version,
-                    "event_type": "KPIDefined",
-                    "occurred_at": domain_event.timestamp,
-                    "actor": domain_event.actor,
-                    "definition": domain_event.definition,
-                    "changes": changes(before, domain_event.definition),
-                }
+                DefinitionHistoryEntry(
+                    version=domain_event.originator_version,
+                    event_type="KPIDefined",
+                    occurred_at=domain_event.timestamp,
+                    actor=domain_event.actor,
+                    definition=domain_event.definition,
+                    changes=changes(before, domain_event.definition),
+                )
             )
             before = domain_event.definition
         return entries

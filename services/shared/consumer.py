@@ -17,7 +17,7 @@ import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from eventsourcing.application import AggregateNotFoundError, ProcessingEvent
@@ -34,18 +34,33 @@ log = logging.getLogger(__name__)
 #: What a subscription hands each polled batch of raw records to.
 BatchHandler = Callable[[Sequence[Any]], Awaitable[None]]
 
+S = TypeVar("S")
+
 #: How often a batch is retried when a concurrent writer got to an aggregate first.
 CONFLICT_RETRIES = 5
 
 
 class UnitOfWork:
-    """The aggregates one batch touches: each loaded once, all committed together."""
+    """The aggregates one batch touches: each loaded once, all committed together; and what
+    a policy gathers in ``apply`` to coalesce in ``finish`` (its batch state)."""
 
     def __init__(self, application: ServiceApplication) -> None:
         self._application = application
         self._aggregates: dict[UUID, Aggregate] = {}
-        #: Room for a policy to gather what it coalesces in ``finish`` (one batch's worth).
-        self.scratch: dict[str, Any] = {}
+        self._states: dict[type, object] = {}
+
+    def state(self, kind: type[S], make: Callable[[], S]) -> S:
+        """This batch's state of type ``kind``, made by ``make`` on first use."""
+        found = self._states.get(kind)
+        if found is None:
+            found = self._states[kind] = make()
+        assert isinstance(found, kind)
+        return found
+
+    def state_if_any(self, kind: type[S]) -> S | None:
+        """This batch's state of type ``kind``, if ``apply`` made one (none: nothing to do)."""
+        found = self._states.get(kind)
+        return found if isinstance(found, kind) else None
 
     def get(self, aggregate_id: UUID) -> Aggregate | None:
         if aggregate_id not in self._aggregates:

@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from pydantic import BaseModel
+
 
 def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     """Nested dicts as dotted paths; lists of dicts that have an ``id`` keyed by that id
@@ -26,11 +28,19 @@ def flatten(value: Any, prefix: str = "") -> dict[str, Any]:
     return {prefix: value}
 
 
-def changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[dict[str, Any]]:
+class FieldChange(BaseModel):
+    """One field a new version changed, by its dotted path; None where it was or is absent."""
+
+    field: str
+    before: Any = None
+    after: Any = None
+
+
+def changes(before: Mapping[str, Any] | None, after: Mapping[str, Any]) -> list[FieldChange]:
     """Every field whose value differs, with its value before and after (None: absent)."""
     old, new = flatten(before or {}), flatten(after)
     return [
-        {"field": field, "before": old.get(field), "after": new.get(field)}
+        FieldChange(field=field, before=old.get(field), after=new.get(field))
         for field in sorted(old.keys() | new.keys())
         if old.get(field) != new.get(field)
     ]

@@ -376,7 +376,7 @@ def test_each_reading_is_judged_by_the_definition_in_force_when_it_was_observed(
 ) -> None:
     app.define_kpi(NPS, nps_command(), actor="alice")  # target 45, warning 30
     app.define_kpi(NPS, nps_command(target=30.0, warning=20.0), actor="alice")
-    first, second = (entry["occurred_at"] for entry in app.definition_history(NPS))
+    first, second = (entry.occurred_at for entry in app.definition_history(NPS))
     app.record([reading(value=40.0, observed_at=second + timedelta(days=1), reading_id="after")])
     app.record(
         [
