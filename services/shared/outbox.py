@@ -17,7 +17,8 @@ published gets it back without waiting for the next event. If the broker acknowl
 offset it acknowledged before (it was wiped and took new messages since, which would hide the
 loss from a look at the tails), the relay republishes the whole log; so it does when a
 partition begins with a later event of this log than the first one stored for it, which is
-how that loss still shows after the relay restarted and forgot the offsets.
+how that loss still shows after the relay restarted and forgot the offsets. The checks
+themselves are in ``services.shared.outbox_checks``.
 
 Several instances of a service may share one store (scale-out on PostgreSQL): a lease on the
 store lets only one of them relay at a time; the others stand by and take over when its
@@ -34,19 +35,17 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 from uuid import UUID
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import RecordMetadata
 from eventsourcing.persistence import Recording, Tracking
 
 from contracts import ContractModel, Envelope, stable_event_id
 from contracts.topics import AUDIT_HEADS
-from services.shared.broker import read_partitions
+from services.shared import outbox_checks
 from services.shared.recorder import Lease
 from services.shared.settings import Compression
 from services.shared.store import OUTBOX_TRACKING_PREFIX, LogEpochs, ServiceApplication
@@ -120,115 +119,6 @@ def _identity(event_class: type[Envelope]) -> tuple[str, str, int]:
         fields["event_type"].default,
         fields["schema_version"].default,
     )
-
-
-async def published_tails(client_options: dict[str, Any], topic: str) -> dict[int, int | None]:
-    """The producer ``position`` of the last message in each partition of ``topic`` (None for
-    an empty partition); no partitions when the topic is missing."""
-    partitions = await read_partitions(client_options, topic, last=1)
-    return {
-        partition: _origin(records[-1])[0] if records else None
-        for partition, records in partitions.items()
-    }
-
-
-def first_met(
-    placed: Iterable[Placed], partitions: int, already: Mapping[int, int] | None = None
-) -> dict[int, int]:
-    """The position of the first event met for each partition (``already`` met ones kept),
-    in the order ``placed`` gives them; reading stops as soon as every partition has one."""
-    met = dict(already or {})
-    for position, partition in placed:
-        if partition is not None and partition not in met:
-            met[partition] = position
-            if len(met) == partitions:
-                break
-    return met
-
-
-def _origin(record: Any) -> tuple[int, str]:
-    envelope = json.loads(record.value)
-    return envelope["position"], envelope.get("epoch", "")
-
-
-async def beginnings_lost(
-    client_options: dict[str, Any], topic: str, expected_first: Mapping[int, int], epochs: set[str]
-) -> list[int]:
-    """The partitions that lost their beginning: none of their messages is the first event
-    stored for them (``expected_first``), though they hold later ones of this log. A broker
-    that lost its data and then took new messages shows whole tails; only this shows the loss.
-    A partition is read only until a message answers: at once when it is whole, past the new
-    messages when the lost ones were published again since. Messages of epochs the store does
-    not know (a rebuilt store's topic) have positions that do not compare: they answer too."""
-
-    def answers(record: Any) -> bool:
-        position, epoch = _origin(record)
-        expected = expected_first.get(record.partition)
-        return epoch not in epochs or expected is None or position <= expected
-
-    partitions = await read_partitions(client_options, topic, until=answers)
-    return sorted(
-        partition
-        for partition, records in partitions.items()
-        if partition in expected_first and records and not answers(records[-1])
-    )
-
-
-#: A stored event as the tail check sees it: its log position and the partition its message
-#: goes to (None for an internal event, which has no message).
-Placed = tuple[int, int | None]
-#: The stored events in (after, upto] as ``Placed``: in log order, or newest first if asked.
-PlacedReader = Callable[[int, int, bool], Iterable[Placed]]
-
-
-def partition_of(key: bytes, partitions: int) -> int:
-    """The partition the relay's producer sends a message keyed ``key`` to: Kafka's default
-    partitioner (murmur2 of the key, as the Java client), which aiokafka's producer uses."""
-    partition: int = DefaultPartitioner()(key, list(range(partitions)), [])
-    return partition
-
-
-@dataclass
-class ExpectedTails:
-    """What each partition of a topic of ``partitions`` partitions must end with at least:
-    ``latest`` is the position of the latest stored event whose message goes there, among
-    the events up to ``upto`` (a partition that none goes to is absent). Kept between checks,
-    so that a check reads only the events stored since the last one."""
-
-    partitions: int
-    upto: int = 0
-    latest: dict[int, int] = field(default_factory=dict)
-
-    def read(self, newest_first: Iterable[Placed], upto: int) -> None:
-        """Bring ``latest`` up to ``upto`` from the events after ``self.upto``, newest first;
-        reading stops as soon as every partition has met its latest event."""
-        self.latest |= first_met(newest_first, self.partitions)
-        self.upto = max(self.upto, upto)
-
-    def lost(self, tails: Mapping[int, int | None]) -> dict[int, int]:
-        """The partitions whose last message is behind the latest event published there,
-        each with the position of that last message (0 for an empty or missing partition)."""
-        found = {partition: tails.get(partition) or 0 for partition in self.latest}
-        return {
-            partition: tail for partition, tail in found.items() if self.latest[partition] > tail
-        }
-
-
-def republish_position(
-    expected: ExpectedTails, tails: Mapping[int, int | None], upto: int, read: PlacedReader
-) -> int | None:
-    """The position to republish after, when a partition's last message (``tails``) is
-    behind the latest event published there up to ``upto``: just before the first event such
-    a partition lost. None when no partition lost any."""
-    expected.read(read(expected.upto, upto, True), upto)
-    lost = expected.lost(tails)
-    if not lost:
-        return None
-    since = min(lost.values())
-    for position, partition in read(since, expected.upto, False):
-        if partition is not None and partition in lost and position > lost[partition]:
-            return position - 1
-    return since
 
 
 #: A Kafka message as the relay sends it: key, value and headers.
@@ -315,7 +205,7 @@ class OutboxRelay:
         #: midway leaves the topic looking whole where newer messages follow the loss.
         self._republishing: tuple[int, int] | None = None
         #: What the partitions must end with, and when an idle relay next checks them.
-        self._expected = ExpectedTails(partitions=0)
+        self._expected = outbox_checks.ExpectedTails(partitions=0)
         self._tail_check_due = 0.0
 
     def wake_up(self, recordings: Sequence[Recording[UUID]]) -> None:
@@ -465,7 +355,7 @@ class OutboxRelay:
     async def _lost_from(self, upto: int) -> int | None:
         """The position to republish after when a partition of the topic lost events
         published up to ``upto``; None when none did."""
-        tails = await published_tails(self._client_options, self._topic)
+        tails = await outbox_checks.published_tails(self._client_options, self._topic)
         position = await asyncio.to_thread(self._republish_position, tails, upto)
         if position is None and await self._lost_beginning(upto, len(tails) or 1):
             position = 0
@@ -481,9 +371,12 @@ class OutboxRelay:
         return position
 
     async def _lost_beginning(self, upto: int, partitions: int) -> bool:
-        """Whether a partition of the topic lost its beginning (see ``beginnings_lost``)."""
+        """Whether a partition of the topic lost its beginning (see
+        ``outbox_checks.beginnings_lost``)."""
         expected_first, epochs = await asyncio.to_thread(self._firsts, upto, partitions)
-        lost = await beginnings_lost(self._client_options, self._topic, expected_first, epochs)
+        lost = await outbox_checks.beginnings_lost(
+            self._client_options, self._topic, expected_first, epochs
+        )
         if lost:
             log.warning(
                 "%s partitions %s lost their beginning (first events expected at %s): "
@@ -503,22 +396,26 @@ class OutboxRelay:
         _, scanned, expected_first = self._first_events
         if len(expected_first) < partitions and upto > scanned:
             placed = self._placed(scanned, upto, False, partitions)
-            self._first_events = (partitions, upto, first_met(placed, partitions, expected_first))
+            self._first_events = (
+                partitions,
+                upto,
+                outbox_checks.first_met(placed, partitions, expected_first),
+            )
         epochs = {name for _, name in self._application.tracking_recorder.select_epochs()}
         return dict(self._first_events[2]), epochs | {""}
 
     def _republish_position(self, tails: Mapping[int, int | None], upto: int) -> int | None:
-        """``republish_position`` for this relay's topic, whose partitions end with ``tails``,
-        from the stored events."""
+        """``outbox_checks.republish_position`` for this relay's topic, whose partitions end
+        with ``tails``, from the stored events."""
         partitions = len(tails) or 1  # a missing topic lost everything: as one empty partition
         if self._expected.partitions != partitions:
-            self._expected = ExpectedTails(partitions)
+            self._expected = outbox_checks.ExpectedTails(partitions)
         read = functools.partial(self._placed, partitions=partitions)
-        return republish_position(self._expected, tails, upto, read)
+        return outbox_checks.republish_position(self._expected, tails, upto, read)
 
     def _placed(
         self, after: int, upto: int, newest_first: bool, partitions: int
-    ) -> Iterator[Placed]:
+    ) -> Iterator[outbox_checks.Placed]:
         """The stored events in (after, upto], each with the partition its message goes to,
         read a page at a time (in log order, or newest first)."""
         starts = range(after, upto, self._batch_size)
@@ -528,7 +425,9 @@ class OutboxRelay:
                 envelope = self._translate(domain_event, position)
                 yield (
                     position,
-                    None if envelope is None else partition_of(envelope.key(), partitions),
+                    None
+                    if envelope is None
+                    else outbox_checks.partition_of(envelope.key(), partitions),
                 )
 
     def _prepare(self) -> tuple[int, list[Message]]:

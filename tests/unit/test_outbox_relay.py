@@ -16,8 +16,9 @@ from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import Tracking
 
 from contracts import Envelope
-from services.shared import outbox
-from services.shared.outbox import ExpectedTails, OutboxRelay, partition_of, republish_position
+from services.shared import outbox, outbox_checks
+from services.shared.outbox import OutboxRelay
+from services.shared.outbox_checks import ExpectedTails, partition_of, republish_position
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication, store_environment
 
@@ -193,7 +194,7 @@ async def test_an_idle_relay_checks_the_tails_when_due(
         looked.append(topic)
         return {0: 1, 1: None, 2: 3}
 
-    monkeypatch.setattr(outbox, "published_tails", tails)
+    monkeypatch.setattr(outbox_checks, "published_tails", tails)
 
     relay._tail_check_due = time.monotonic() + 60
     assert await relay._tail_lost() is False
@@ -221,8 +222,8 @@ async def test_a_republish_that_failed_midway_starts_over_until_it_got_through(
     async def beginnings_whole(*_: Any) -> list[int]:
         return []
 
-    monkeypatch.setattr(outbox, "published_tails", whole)
-    monkeypatch.setattr(outbox, "beginnings_lost", beginnings_whole)
+    monkeypatch.setattr(outbox_checks, "published_tails", whole)
+    monkeypatch.setattr(outbox_checks, "beginnings_lost", beginnings_whole)
     with pytest.raises(outbox.BrokerLostData):
         relay._check_offsets([cast(RecordMetadata, Acknowledged(partition=0, offset=0))])
 
