@@ -2,19 +2,25 @@
 library's private methods is here and nowhere else (the long polling for noida-db, confined to
 that broker, lives in ``long_poll``). Each relies on how the pinned version (pyproject.toml)
 works inside, as its docstring says; ``tests/unit/test_kafka_seams.py`` fails when an upgrade
-changes that, and ``tests/integration/test_kafka_seams.py`` shows the broker behaviour each one
-guards against.
+changes that, and ``tests/integration/test_kafka_seams.py`` shows the broker behaviour the
+commit seam guards against.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import aiokafka.consumer.consumer
 from aiokafka import errors
+from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.protocol.commit import OffsetCommitRequest
 
-__all__ = ["install"]
+__all__ = ["IDLE_FETCH_WAIT_MS", "install"]
+
+#: How long the broker may hold the fetch of a consumer that found nothing last time: it
+#: answers as soon as one record comes, so this costs no latency, only idle wake-ups.
+IDLE_FETCH_WAIT_MS = 500
 
 _library_commit = GroupCoordinator._do_commit_offsets
 
@@ -46,6 +52,37 @@ async def _commit_as_a_member(self: Any, assignment: Any, offsets: Any) -> None:
     await _library_commit(self, assignment, offsets)
 
 
+class _AdaptiveFetcher(Fetcher):  # type: ignore[misc]
+    """Fetches that gather batches under traffic and cost nothing while idle.
+
+    A consumer's ``fetch_min_bytes`` and ``fetch_max_wait_ms`` hold for a fetch that follows
+    one that found records: under a steady trickle the broker gathers a batch for up to the
+    wait, instead of answering record by record (every batch costs a commit and a settling of
+    the state, whatever its size). After a fetch that found nothing, the next asks for one
+    byte and may wait ``IDLE_FETCH_WAIT_MS``: an idle consumer wakes a few times a second
+    instead of at every short wait, and the first record after a pause goes through at once.
+
+    Relies on ``Fetcher`` keeping both settings in ``_fetch_min_bytes`` and
+    ``_fetch_max_wait_ms``, read for every request it builds, and on ``_proc_fetch_request``
+    returning whether the fetch added records.
+    """
+
+    _fetch_min_bytes: int
+    _fetch_max_wait_ms: int
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._busy = (self._fetch_min_bytes, self._fetch_max_wait_ms)
+        self._idle = (1, max(IDLE_FETCH_WAIT_MS, self._fetch_max_wait_ms))
+
+    async def _proc_fetch_request(self, assignment: Any, node_id: int, request: Any) -> bool:
+        found: bool = await super()._proc_fetch_request(assignment, node_id, request)
+        self._fetch_min_bytes, self._fetch_max_wait_ms = self._busy if found else self._idle
+        return found
+
+
 def install() -> None:
-    """Apply the seams to every consumer of the process (once is enough; again is harmless)."""
+    """Apply the seams to every consumer the process makes from now on (once is enough;
+    again is harmless)."""
     GroupCoordinator._do_commit_offsets = _commit_as_a_member
+    aiokafka.consumer.consumer.Fetcher = _AdaptiveFetcher

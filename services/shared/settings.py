@@ -79,10 +79,11 @@ class Settings(BaseSettings):
     #: Records per consumed batch. Large batches are cheap per record: the alignment service
     #: stores one evaluation per key result per batch, whatever the readings in it.
     consumer_max_records: int = Field(default=10000, ge=1)
-    #: A consumer's fetch asks the broker for this many bytes at least, and to wait up to
-    #: ``consumer_fetch_wait_seconds`` for them: under a steady trickle the broker gathers
-    #: a batch instead of answering each record alone. The wait bounds what it adds to
-    #: latency per hop (the measurements behind the values: docs/benchmarks.md).
+    #: While records come, a consumer's fetch asks the broker for this many bytes at least,
+    #: and to wait up to ``consumer_fetch_wait_seconds`` for them: under a steady trickle the
+    #: broker gathers a batch instead of answering each record alone. The wait bounds what
+    #: it adds to latency per hop (an idle consumer asks otherwise: ``kafka_seams``; the
+    #: measurements behind the values: docs/benchmarks.md).
     consumer_fetch_min_bytes: int = Field(default=256 * 1024, ge=1)
     consumer_fetch_wait_seconds: float = Field(default=0.05, gt=0)
     #: A KPI unhealthy this long without meaningful change is stagnant (ISO-8601 or seconds).

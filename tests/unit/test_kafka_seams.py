@@ -7,8 +7,10 @@ import asyncio
 import inspect
 from typing import Any
 
+import aiokafka.consumer.consumer
 import pytest
 from aiokafka import errors
+from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.consumer.subscription_state import SubscriptionState
 from aiokafka.protocol.commit import OffsetCommitRequest
@@ -90,11 +92,76 @@ def test_a_consumer_outside_group_management_commits_without_a_generation(
     assert library_commit == [OffsetCommitRequest.DEFAULT_GENERATION_ID]
 
 
-def test_install_puts_the_seam_in_place_and_again_is_harmless() -> None:
-    before = GroupCoordinator._do_commit_offsets
+def test_install_puts_the_seams_in_place_and_again_is_harmless() -> None:
+    commit, fetcher = GroupCoordinator._do_commit_offsets, aiokafka.consumer.consumer.Fetcher
     try:
         kafka_seams.install()
         kafka_seams.install()
         assert GroupCoordinator._do_commit_offsets is kafka_seams._commit_as_a_member
+        assert aiokafka.consumer.consumer.Fetcher is kafka_seams._AdaptiveFetcher
     finally:
-        GroupCoordinator._do_commit_offsets = before
+        GroupCoordinator._do_commit_offsets = commit
+        aiokafka.consumer.consumer.Fetcher = fetcher
+
+
+def test_the_library_builds_each_fetch_from_its_two_settings() -> None:
+    source = inspect.getsource(Fetcher._get_actions_per_node)
+    assert "self._fetch_max_wait_ms" in source
+    assert "self._fetch_min_bytes" in source
+    assert "self._fetch_min_bytes = fetch_min_bytes" in inspect.getsource(Fetcher.__init__)
+
+
+def test_the_consumer_makes_its_fetcher_from_the_module_name_the_seam_replaces() -> None:
+    assert "Fetcher(" in inspect.getsource(aiokafka.consumer.consumer.AIOKafkaConsumer)
+    assert aiokafka.consumer.consumer.Fetcher in (Fetcher, kafka_seams._AdaptiveFetcher)
+
+
+@pytest.fixture
+def fetcher(monkeypatch: pytest.MonkeyPatch) -> tuple[kafka_seams._AdaptiveFetcher, list[bool]]:
+    """A fetcher configured for 256 KiB within 50 ms, whose fetches find what the list says."""
+    outcomes: list[bool] = []
+
+    async def fetch(self: Any, assignment: Any, node_id: int, request: Any) -> bool:
+        return outcomes.pop(0)
+
+    monkeypatch.setattr(Fetcher, "__init__", lambda self, **options: setattr_all(self, options))
+    monkeypatch.setattr(Fetcher, "_proc_fetch_request", fetch)
+    made = kafka_seams._AdaptiveFetcher(fetch_min_bytes=256 * 1024, fetch_max_wait_ms=50)
+    return made, outcomes
+
+
+def setattr_all(fetcher: Any, options: dict[str, int]) -> None:
+    for name, value in options.items():
+        setattr(fetcher, f"_{name}", value)
+
+
+def settings(fetcher: Any) -> tuple[int, int]:
+    return fetcher._fetch_min_bytes, fetcher._fetch_max_wait_ms
+
+
+def fetch(fetcher: Any) -> bool:
+    found: bool = asyncio.run(fetcher._proc_fetch_request(None, 1, None))
+    return found
+
+
+def test_fetches_gather_batches_while_records_come(
+    fetcher: tuple[kafka_seams._AdaptiveFetcher, list[bool]],
+) -> None:
+    made, outcomes = fetcher
+    assert settings(made) == (256 * 1024, 50)
+    outcomes += [True, True]
+    assert fetch(made)
+    assert fetch(made)
+    assert settings(made) == (256 * 1024, 50)
+
+
+def test_an_idle_fetch_waits_long_for_the_first_record(
+    fetcher: tuple[kafka_seams._AdaptiveFetcher, list[bool]],
+) -> None:
+    made, outcomes = fetcher
+    outcomes += [False]
+    assert not fetch(made)
+    assert settings(made) == (1, kafka_seams.IDLE_FETCH_WAIT_MS)
+    outcomes += [True]
+    assert fetch(made)
+    assert settings(made) == (256 * 1024, 50)
