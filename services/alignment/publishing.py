@@ -20,7 +20,7 @@ from contracts import (
     PaceStatus,
 )
 from services.alignment.domain import GapBoard, ObjectiveTrack
-from services.shared.outbox import envelope_for
+from services.shared.integration_events import envelope_for
 
 LINEAGE_FIELDS = frozenset(LineageItem.model_fields)
 

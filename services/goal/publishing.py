@@ -17,7 +17,7 @@ from contracts import (
     ObjectiveSet,
 )
 from services.goal.domain import CataloguedKPI, Objective, ObjectiveScores
-from services.shared.outbox import envelope_for
+from services.shared.integration_events import envelope_for
 
 
 def published_form(domain_event: Any) -> tuple[type[Envelope], ContractModel]:

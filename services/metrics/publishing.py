@@ -16,7 +16,7 @@ from contracts import (
     KPIRecordedPayload,
 )
 from services.metrics.domain import KPI
-from services.shared.outbox import envelope_for
+from services.shared.integration_events import envelope_for
 
 
 def published_form(domain_event: Any) -> tuple[str, type[Envelope], ContractModel]:

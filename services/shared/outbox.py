@@ -35,20 +35,20 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from typing import Any
 from uuid import UUID
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 from eventsourcing.persistence import Recording, Tracking
 
-from contracts import ContractModel, Envelope, stable_event_id
 from contracts.topics import AUDIT_HEADS
 from services.shared import outbox_checks
+from services.shared.integration_events import Message, Translator, encode_messages
 from services.shared.recorder import Lease
 from services.shared.settings import Compression
-from services.shared.store import OUTBOX_TRACKING_PREFIX, LogEpochs, ServiceApplication
+from services.shared.store import OUTBOX_TRACKING_PREFIX, ServiceApplication
 from services.shared.telemetry import (
     OUTBOX_ACTIVE,
     OUTBOX_BACKLOG,
@@ -63,86 +63,6 @@ log = logging.getLogger(__name__)
 MAX_HELD = 50_000
 #: How often a busy relay records its position and announces the chain head.
 CHECKPOINT_SECONDS = 1.0
-
-
-class Translator(Protocol):
-    """Turns one stored domain event (with its log position, and the epoch of the log that
-    position belongs to) into the integration event to publish, or None for an event that
-    stays internal to the service."""
-
-    def __call__(self, domain_event: Any, position: int, epoch: str = "", /) -> Envelope | None: ...
-
-
-def envelope_for(
-    event_class: type[Envelope],
-    domain_event: Any,
-    position: int,
-    payload: ContractModel,
-    aggregate_id: str,
-    *,
-    epoch: str = "",
-    trusted: bool = False,
-) -> Envelope:
-    """The envelope of a stored domain event at ``position`` of its producer's log, in
-    ``epoch``.
-
-    The event id derives from (producer, aggregate id, version), so a republished event keeps
-    it; the actor and correlation id come from the event when it records them. ``trusted``
-    skips validation, for the hot path of events validated when they were stored.
-    """
-    producer, event_type, schema_version = _identity(event_class)
-    fields = {
-        "event_id": stable_event_id(producer, aggregate_id, domain_event.originator_version),
-        "event_type": event_type,
-        "schema_version": schema_version,
-        "producer": producer,
-        "position": position,
-        "epoch": epoch,
-        "aggregate_id": aggregate_id,
-        "aggregate_version": domain_event.originator_version,
-        "occurred_at": domain_event.timestamp,
-        "actor": getattr(domain_event, "actor", producer),
-        "causation_id": None,
-        "correlation_id": getattr(domain_event, "correlation_id", None),
-        "payload": payload,
-    }
-    return event_class.trusted(**fields) if trusted else event_class.model_validate(fields)
-
-
-@functools.cache
-def _identity(event_class: type[Envelope]) -> tuple[str, str, int]:
-    """The producer, event type and schema version a concrete event class fixes (read once
-    per class: ``model_fields`` is looked up anew on every access)."""
-    fields = event_class.model_fields
-    return (
-        fields["producer"].default,
-        fields["event_type"].default,
-        fields["schema_version"].default,
-    )
-
-
-#: A Kafka message as the relay sends it: key, value and headers.
-Message = tuple[bytes, bytes, list[tuple[str, bytes]]]
-
-
-def encode_messages(
-    events: Iterable[tuple[int, Any]], translate: Translator, epochs: LogEpochs | None = None
-) -> list[Message]:
-    """The messages of stored (position, domain event) pairs, each in the epoch of the log
-    its position belongs to; internal events have none."""
-    messages = []
-    for position, domain_event in events:
-        envelope = translate(domain_event, position, epochs.at(position) if epochs else "")
-        if envelope is None:
-            continue
-        headers = [
-            ("event_type", envelope.event_type.encode()),
-            ("schema_version", str(envelope.schema_version).encode()),
-            ("producer", envelope.producer.encode()),
-            ("content-type", b"application/json"),
-        ]
-        messages.append((envelope.key(), envelope.to_json(), headers))
-    return messages
 
 
 class BrokerLostData(RuntimeError):

@@ -26,7 +26,8 @@ from contracts import Envelope
 from services.shared import kafka_seams, long_poll
 from services.shared.consumer import BatchHandler, Policy, TrackedConsumer
 from services.shared.dlq import DeadLetters
-from services.shared.outbox import OutboxRelay, Translator
+from services.shared.integration_events import Translator
+from services.shared.outbox import OutboxRelay
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication
 from services.shared.telemetry import (

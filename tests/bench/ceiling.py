@@ -40,7 +40,7 @@ from contracts import (
 from services.metrics.policy import parse_reading
 from services.shared import long_poll
 from services.shared.consumer import event_type_header
-from services.shared.outbox import encode_messages, envelope_for
+from services.shared.integration_events import encode_messages, envelope_for
 from services.shared.settings import Compression, Settings
 
 PREFIX = "bench.ceiling"

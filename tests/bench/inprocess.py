@@ -42,7 +42,7 @@ from services.metrics.commands import KPICommand
 from services.metrics.policy import parse_reading
 from services.metrics.publishing import integration_event as metrics_message
 from services.shared.consumer import TrackedConsumer, event_type_header
-from services.shared.outbox import Translator, encode_messages
+from services.shared.integration_events import Translator, encode_messages
 from services.shared.runtime import settle_heap
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication, store_environment

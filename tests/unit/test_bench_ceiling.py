@@ -7,7 +7,7 @@ import pytest
 
 from contracts import KeyResultScored, KPIRecorded, parse_event
 from services.metrics.policy import InvalidReading
-from services.shared.outbox import encode_messages
+from services.shared.integration_events import encode_messages
 from tests.bench.__main__ import reading
 from tests.bench.ceiling import recorded, scored
 
