@@ -274,8 +274,8 @@ class AlignmentPolicy:
         timer; returns how many objectives changed."""
         now = self.clock()
         thresholds = self.application.thresholds
-        with self.application.write_lock:
-            batch = Batch.of(UnitOfWork(self.application), self.application)
+        with self.application.write_lock, UnitOfWork(self.application) as unit:
+            batch = Batch.of(unit, self.application)
             for objective_id in list(self.application.objectives):
                 track = batch.track(objective_id)
                 if track is None or not track.active:
@@ -301,13 +301,14 @@ class AlignmentPolicy:
         with self.application.write_lock:
             if not self._gaps_pending:
                 return False
-            batch = Batch.of(UnitOfWork(self.application), self.application)
-            try:
-                self._settle_gaps(batch, self.clock())
-                self._record_unconsumed(batch.unit)
-            except BaseException:
-                self._gaps_pending = True  # for the next round
-                raise
+            with UnitOfWork(self.application) as unit:
+                batch = Batch.of(unit, self.application)
+                try:
+                    self._settle_gaps(batch, self.clock())
+                    self._record_unconsumed(unit)
+                except BaseException:
+                    self._gaps_pending = True  # for the next round
+                    raise
             return True
 
     def _record_unconsumed(self, unit: UnitOfWork) -> None:

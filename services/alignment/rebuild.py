@@ -46,11 +46,11 @@ async def rebuild_from_topics(
     ordered = sorted(events.values(), key=lambda event: (event.occurred_at, event.position))
     for start in range(0, len(ordered), REPLAY_BATCH):
         batch = ordered[start : start + REPLAY_BATCH]
-        unit = UnitOfWork(application)
-        for event in batch:
-            policy.apply(event, unit)
-        policy.finish(unit)
-        application.record_batch(
-            unit.processing_event(), [Tracking(e.origin, e.position) for e in batch]
-        )
+        with UnitOfWork(application) as unit:
+            for event in batch:
+                policy.apply(event, unit)
+            policy.finish(unit)
+            application.record_batch(
+                unit.processing_event(), [Tracking(e.origin, e.position) for e in batch]
+            )
     return application

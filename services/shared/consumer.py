@@ -42,12 +42,24 @@ CONFLICT_RETRIES = 5
 
 class UnitOfWork:
     """The aggregates one batch touches: each loaded once, all committed together; and what
-    a policy gathers in ``apply`` to coalesce in ``finish`` (its batch state)."""
+    a policy gathers in ``apply`` to coalesce in ``finish`` (its batch state).
+
+    Used as a context manager: on leaving, it lets go of what it holds. A batch state may
+    refer back to the unit (alignment's does), and without that such a cycle of a whole
+    batch's objects would wait for the cyclic garbage collector, whose passes over them
+    stall the service."""
 
     def __init__(self, application: ServiceApplication) -> None:
         self._application = application
         self._aggregates: dict[UUID, Aggregate] = {}
         self._states: dict[type, object] = {}
+
+    def __enter__(self) -> UnitOfWork:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._aggregates.clear()
+        self._states.clear()
 
     def state(self, kind: type[S], make: Callable[[], S]) -> S:
         """This batch's state of type ``kind``, made by ``make`` on first use."""
@@ -202,27 +214,32 @@ class TrackedConsumer:
                 fresh.append((record, event))
         return fresh
 
+    def _applied(
+        self, fresh: list[tuple[Any, Envelope]], unit: UnitOfWork, refused: dict[int, Refused]
+    ) -> bool:
+        """Apply the events not refused yet to ``unit``; False when the policy refused one
+        (added to ``refused``): partial changes may sit in the unit, so the batch starts over
+        without it."""
+        for index, (record, event) in enumerate(fresh):
+            if index in refused:
+                continue
+            try:
+                self._policy.apply(event, unit)
+            except Exception as error:
+                refused[index] = Refused(record, f"{type(error).__name__}: {error}", "refused")
+                return False
+        return True
+
     def _apply_once(self, parsed: list[tuple[ConsumedRecord, Envelope]]) -> list[Refused]:
         fresh = self._fresh(parsed)
         refused: dict[int, Refused] = {}
         while True:
-            unit = UnitOfWork(self._application)
-            failed = None
-            for index, (record, event) in enumerate(fresh):
-                if index in refused:
-                    continue
-                try:
-                    self._policy.apply(event, unit)
-                except Exception as error:
-                    # Partial changes may sit in the unit: start the batch over without it.
-                    refused[index] = Refused(record, f"{type(error).__name__}: {error}", "refused")
-                    failed = index
+            with UnitOfWork(self._application) as unit:
+                if self._applied(fresh, unit, refused):
+                    self._policy.finish(unit)
+                    trackings = [Tracking(event.origin, event.position) for _, event in fresh]
+                    self._application.record_batch(unit.processing_event(), trackings)
                     break
-            if failed is None:
-                break
-        self._policy.finish(unit)
-        trackings = [Tracking(event.origin, event.position) for _, event in fresh]
-        self._application.record_batch(unit.processing_event(), trackings)
         refused_records = {id(item.record) for item in refused.values()}
         count(r for r, _ in fresh if id(r) not in refused_records)("applied")
         fresh_records = {id(r) for r, _ in fresh}

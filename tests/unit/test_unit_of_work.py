@@ -3,7 +3,10 @@ and absent when ``apply`` made none."""
 
 from __future__ import annotations
 
+import gc
+import weakref
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, cast
 
 from services.shared.consumer import UnitOfWork
@@ -48,3 +51,23 @@ def test_each_batch_starts_without_state() -> None:
     first = unit()
     first.state(Readings, Readings).keys.append("churn_rate")
     assert unit().state_if_any(Readings) is None
+
+
+class Folded:
+    """A batch state that refers back to its unit, as alignment's does."""
+
+    def __init__(self, unit: UnitOfWork) -> None:
+        self.unit = unit
+
+
+def test_leaving_a_unit_frees_its_state_without_the_cyclic_collector() -> None:
+    gc.disable()
+    try:
+        work = unit()
+        with work:
+            state = weakref.ref(work.state(Folded, partial(Folded, work)))
+        assert work.state_if_any(Folded) is None
+        del work
+        assert state() is None
+    finally:
+        gc.enable()
