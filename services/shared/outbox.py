@@ -127,6 +127,8 @@ class OutboxRelay:
         #: What the partitions must end with, and when an idle relay next checks them.
         self._expected = outbox_checks.ExpectedTails(partitions=0)
         self._tail_check_due = 0.0
+        #: The check under way: the position to republish after, or None when nothing was lost.
+        self._tail_check: asyncio.Task[int | None] | None = None
 
     def wake_up(self, recordings: Sequence[Recording[UUID]]) -> None:
         """Called from any thread after a commit, so publishing starts at once, with the
@@ -211,11 +213,14 @@ class OutboxRelay:
             while await asyncio.to_thread(lease.alive):
                 published = await self.publish_pending(producer)
                 yield published
+                if self._tail_lost(idle=published == 0):
+                    return  # to republish with a new producer
                 if published == 0:
                     await self._idle()
-                    if await self._tail_lost():
-                        return  # to republish with a new producer
         finally:
+            if self._tail_check is not None:
+                self._tail_check.cancel()
+                self._tail_check = None
             with contextlib.suppress(Exception):  # a broker that is gone cannot take a flush
                 await asyncio.wait_for(producer.stop(), 10)
 
@@ -261,16 +266,26 @@ class OutboxRelay:
         lost_from = await self._lost_from(recorded)
         return recorded if lost_from is None else min(lost_from, recorded)
 
-    async def _tail_lost(self) -> bool:
-        """Every ``tail_check_seconds`` while idle: whether a partition of the topic lost
-        messages the broker acknowledged (the relay then republishes them)."""
-        if time.monotonic() < self._tail_check_due:
-            return False
-        self._tail_check_due = time.monotonic() + self._tail_check_seconds
-        lost_from = await self._lost_from(self.position)
-        if lost_from is not None:
-            self._republishing = (lost_from, self.position)
-        return lost_from is not None
+    def _tail_lost(self, idle: bool) -> bool:
+        """Whether a partition of the topic lost messages the broker acknowledged (the relay
+        then republishes them), as the last check found.
+
+        When idle, every ``tail_check_seconds``, a check starts; it runs beside the
+        publishing, which it must not hold back: it reads the topic for a second or more on
+        a busy machine, and readings recorded meanwhile would wait. What is published while
+        it runs cannot pass for a loss (a tail newer than the check expected is none)."""
+        check = self._tail_check
+        if check is not None and check.done():
+            self._tail_check = None
+            lost_from = check.result()  # a check that failed fails the relay, which starts over
+            if lost_from is not None:
+                self._republishing = (lost_from, self.position)
+                return True
+        if idle and self._tail_check is None and time.monotonic() >= self._tail_check_due:
+            self._tail_check_due = time.monotonic() + self._tail_check_seconds
+            self._tail_check = asyncio.create_task(self._lost_from(self.position))
+            self._tail_check.add_done_callback(lambda _: self._wake.set())
+        return False
 
     async def _lost_from(self, upto: int) -> int | None:
         """The position to republish after when a partition of the topic lost events

@@ -4,6 +4,7 @@ by partition, where to republish from when the topic lost messages."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -197,13 +198,47 @@ async def test_an_idle_relay_checks_the_tails_when_due(
     monkeypatch.setattr(outbox_checks, "published_tails", tails)
 
     relay._tail_check_due = time.monotonic() + 60
-    assert await relay._tail_lost() is False
-    assert looked == [], "not due yet"
+    assert relay._tail_lost(idle=True) is False
+    assert relay._tail_check is None, "not due yet"
 
     relay._tail_check_due = time.monotonic()
-    assert await relay._tail_lost() is True
+    assert relay._tail_lost(idle=False) is False
+    assert relay._tail_check is None, "a busy relay checks later"
+    assert relay._tail_lost(idle=True) is False
+    assert relay._tail_check is not None
+    await relay._tail_check
+    assert relay._tail_lost(idle=False) is True
     assert await relay._resume_position() == 1
     assert looked == ["goal.events"]
+
+
+async def test_a_tail_check_holds_no_publishing_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A check reads the topic for a while; the relay goes on meanwhile, and finds what the
+    check found once it is done."""
+    relay = stored_log(tmp_path, [0, 1, 2])
+    relay.position = 3
+    answer = asyncio.Event()
+
+    async def tails(client_options: dict[str, Any], topic: str) -> dict[int, int | None]:
+        await answer.wait()  # the broker is slow to answer
+        return {0: 1, 1: 2, 2: 3}
+
+    async def beginnings_whole(*_: Any) -> list[int]:
+        return []
+
+    monkeypatch.setattr(outbox_checks, "published_tails", tails)
+    monkeypatch.setattr(outbox_checks, "beginnings_lost", beginnings_whole)
+    relay._tail_check_due = time.monotonic()
+    assert relay._tail_lost(idle=True) is False
+    check = relay._tail_check
+    assert check is not None
+    assert relay._tail_lost(idle=False) is False, "no answer yet: publishing goes on"
+    answer.set()
+    await check
+    assert relay._tail_lost(idle=False) is False, "nothing lost"
+    assert relay._tail_check is None
 
 
 async def test_a_republish_that_failed_midway_starts_over_until_it_got_through(
