@@ -16,6 +16,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from fastapi.routing import APIRoute
+from prometheus_client import Counter, Histogram
 from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 from starlette.datastructures import Headers
@@ -229,21 +230,42 @@ def _field_errors(error: RequestValidationError) -> list[dict[str, Any]]:
     return found
 
 
-async def measure(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    """Count and time each request by its route template (``/objectives/{objective_id}``),
-    never the raw path: bounded labels."""
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await call_next(request)
-        status = response.status_code
-        return response
-    finally:
-        route = getattr(request.scope.get("route"), "path", "unmatched")
-        HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
-        HTTP_SECONDS.labels(request.method, route).observe(time.perf_counter() - started)
+#: An HTTP middleware as ``app.middleware("http")`` takes it.
+Middleware = Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]
+
+
+def request_meter(
+    requests: Counter, seconds: Histogram, route_of: Callable[[Request], str]
+) -> Middleware:
+    """A middleware that counts and times each request in ``requests`` and ``seconds`` by
+    the route ``route_of`` names: a template (``/objectives/{objective_id}``), never the raw
+    path, so that labels stay bounded."""
+
+    async def measure(
+        request: Request, call_next: Callable[[Request], Awaitable[Response]]
+    ) -> Response:
+        started = time.perf_counter()
+        status = 500
+        try:
+            response = await call_next(request)
+            status = response.status_code
+            return response
+        finally:
+            route = route_of(request)
+            requests.labels(request.method, route, str(status)).inc()
+            seconds.labels(request.method, route).observe(time.perf_counter() - started)
+
+    return measure
+
+
+def route_template(request: Request) -> str:
+    """The template of the route the request matched, or ``unmatched``."""
+    template: str = getattr(request.scope.get("route"), "path", "unmatched")
+    return template
+
+
+#: The services' request metrics.
+measure = request_meter(HTTP_REQUESTS, HTTP_SECONDS, route_template)
 
 
 async def _invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:

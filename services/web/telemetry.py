@@ -5,9 +5,6 @@ too, whose store, outbox and consumer series would only ever read zero for the c
 
 from __future__ import annotations
 
-import time
-from collections.abc import Awaitable, Callable
-
 from fastapi import Request
 from fastapi.responses import Response
 from prometheus_client import (
@@ -20,6 +17,8 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
+
+from services.shared.http import request_meter
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
@@ -60,19 +59,8 @@ def route_label(request: Request) -> str:
     return "/static" if request.url.path.startswith("/static/") else "unmatched"
 
 
-async def measure(
-    request: Request, call_next: Callable[[Request], Awaitable[Response]]
-) -> Response:
-    started = time.perf_counter()
-    status = 500
-    try:
-        response = await call_next(request)
-        status = response.status_code
-        return response
-    finally:
-        route = route_label(request)
-        HTTP_REQUESTS.labels(request.method, route, str(status)).inc()
-        HTTP_SECONDS.labels(request.method, route).observe(time.perf_counter() - started)
+#: The console's request metrics, labelled as the services' are.
+measure = request_meter(HTTP_REQUESTS, HTTP_SECONDS, route_label)
 
 
 def exposition() -> Response:
