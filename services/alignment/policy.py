@@ -24,7 +24,13 @@ from contracts import (
 )
 from services.alignment.application import AlignmentApplication
 from services.alignment.batch import Batch, BatchReading
-from services.alignment.domain import GAP_BOARD_ID, GapBoard, KPITrack, ObjectiveTrack
+from services.alignment.domain import (
+    GAP_BOARD_ID,
+    GapBoard,
+    KPITrack,
+    ObjectiveTrack,
+    to_micros,
+)
 from services.alignment.evaluation import (
     check_in_citation,
     cite,
@@ -161,15 +167,15 @@ class AlignmentPolicy:
     def _fold_readings(self, batch: Batch, key: str, readings: list[BatchReading]) -> None:
         batch.kpi(key).apply_readings(
             [
-                {
-                    "reading_id": r.reading_id,
-                    "value": r.value,
-                    "observed_at": r.observed_at.astimezone(UTC).isoformat(),
-                    "position": r.position,
-                    "source": r.source,
-                    "health": health,
-                    "recorded_at": recorded_at.isoformat(),
-                }
+                (
+                    r.reading_id,
+                    r.value,
+                    to_micros(r.observed_at),
+                    r.position,
+                    r.source,
+                    health,
+                    to_micros(recorded_at),
+                )
                 for r, health, recorded_at in readings
             ],
             batch.arrived[key],

@@ -8,6 +8,7 @@ A key result's *progress* runs from its baseline (0) to its target (1) in either
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -54,9 +55,11 @@ def weighted_mean(scores: Iterable[tuple[float, float]]) -> float | None:
     return math.fsum(score * weight for score, weight in pairs) / total
 
 
+@functools.lru_cache(maxsize=1024)
 def period_bounds(start: date, end: date) -> tuple[datetime, datetime]:
     """The instants a period covers: from the start of its first day to the end of its last
-    day (both dates inclusive), in UTC."""
+    day (both dates inclusive), in UTC. Remembered: every reading is placed in the periods of
+    the key results on its KPI, and a service knows few periods."""
     return (
         datetime.combine(start, time.min, tzinfo=UTC),
         datetime.combine(end + timedelta(days=1), time.min, tzinfo=UTC),

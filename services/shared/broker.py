@@ -58,6 +58,12 @@ async def topic_partitions(consumer: AIOKafkaConsumer, topic: str) -> list[Topic
     return [TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())]
 
 
+#: What a read of a few records per partition fetches, and takes, at a time (see
+#: ``read_partitions``).
+FEW_RECORDS_FETCH_BYTES = 16 * 1024
+FEW_RECORDS_AT_ONCE = 20
+
+
 async def read_partitions(
     client_options: dict[str, Any],
     topic: str,
@@ -67,7 +73,14 @@ async def read_partitions(
     """Each partition of ``topic`` with its records up to its current end, in order: all of
     them, the ``last`` few only, or those up to the first that ``until`` holds for. No
     partitions when the topic is missing; no consumer group, so nothing is committed."""
-    consumer = AIOKafkaConsumer(enable_auto_commit=False, **client_options)
+    few = last is not None or until is not None
+    consumer = AIOKafkaConsumer(
+        enable_auto_commit=False,
+        # Reading a few records, fetch little: the broker still answers with a whole record
+        # batch, however large.
+        **({"max_partition_fetch_bytes": FEW_RECORDS_FETCH_BYTES} if few else {}),
+        **client_options,
+    )
     try:  # stopped even when it cannot start: an idle relay asks while the broker is away
         await consumer.start()
         partitions = await topic_partitions(consumer, topic)
@@ -81,7 +94,14 @@ async def read_partitions(
         for tp in pending:
             consumer.seek(tp, starts[tp] if last is None else max(starts[tp], ends[tp] - last))
         while pending:
-            batches = await consumer.getmany(*pending, timeout_ms=5000)
+            # Records are unpacked as they are taken, on the event loop that the service's
+            # consumers and relays share: taking a whole fetch when a record or two will do
+            # stalled them at each of the outbox's periodic checks (docs/benchmarks.md).
+            batches = await consumer.getmany(
+                *pending,
+                timeout_ms=5000,
+                max_records=(last or FEW_RECORDS_AT_ONCE) if few else None,
+            )
             if not batches:
                 raise TimeoutError(f"stalled reading {topic}")
             for tp, batch in batches.items():

@@ -57,7 +57,7 @@ def _bucket_start(moment: datetime) -> datetime:
 
 
 def extend_streak(
-    streak: UnhealthyStreak | None, state: Health, value: float, observed_at: datetime
+    streak: UnhealthyStreak | None, state: Health | str, value: float, observed_at: datetime
 ) -> UnhealthyStreak | None:
     """The streak after a new current value (extended in place: this runs for every reading).
 

@@ -980,7 +980,7 @@ def test_an_unhealthy_kpi_that_moves_is_not_named_stagnant(service: Alignment) -
 def test_a_copy_of_a_cached_track_changes_independently() -> None:
     """The repository's cache hands out copies (``__deepcopy__``): what one batch changes in
     place on its copy must not reach the cached track, whatever the batch then does."""
-    from services.alignment.domain import KPITrack
+    from services.alignment.domain import KPITrack, to_micros
     from services.alignment.scoring import ReadingRef, WindowStats
 
     track = ObjectiveTrack("obj-chatbots", CHATBOTS.model_dump(mode="json"), 1)
@@ -1003,29 +1003,11 @@ def test_a_copy_of_a_cached_track_changes_independently() -> None:
 
     kpi = KPITrack("churn", None)
     kpi.apply_readings(
-        [
-            {
-                "reading_id": "r1",
-                "value": 9.0,
-                "observed_at": "2026-01-01T00:00:00+00:00",
-                "position": 1,
-                "health": "unhealthy",
-            }
-        ],
-        day(1, 2),
+        [("r1", 9.0, to_micros(day(1, 1)), 1, "", "unhealthy", to_micros(day(1, 2)))], day(1, 2)
     )
     kpi_clone = copy.deepcopy(kpi)
     kpi_clone.apply_readings(
-        [
-            {
-                "reading_id": "r2",
-                "value": 8.0,
-                "observed_at": "2026-01-02T00:00:00+00:00",
-                "position": 2,
-                "health": "unhealthy",
-            }
-        ],
-        day(1, 3),
+        [("r2", 8.0, to_micros(day(1, 2)), 2, "", "unhealthy", to_micros(day(1, 3)))], day(1, 3)
     )
     assert kpi.streak is not None
     assert kpi_clone.streak is not None

@@ -22,7 +22,7 @@ from contracts import (
     ObjectiveStatus,
     parse_period,
 )
-from services.alignment.domain import KPITrack, ObjectiveTrack
+from services.alignment.domain import KPITrack, ObjectiveTrack, to_micros
 from services.alignment.gaps import (
     Gap,
     GapMemo,
@@ -623,9 +623,8 @@ def test_a_kpis_facts_hold_until_its_stagnation_may_change() -> None:
     facts, holds_until = facts_of_kpi(track, NOW, timedelta(days=14), 0.05)
     assert facts == kpi(health=None, last_arrival=None, owner="carol")
     assert holds_until is None  # healthy, or no readings: for ever
-    observed = (NOW - timedelta(days=1)).isoformat()
-    reading = {"reading_id": "r1", "value": 20.0, "observed_at": observed, "health": "unhealthy"}
-    track.fold([reading], NOW)
+    observed = to_micros(NOW - timedelta(days=1))
+    track.fold([("r1", 20.0, observed, 1, "", "unhealthy", to_micros(NOW))], NOW)
     facts, holds_until = facts_of_kpi(track, NOW, timedelta(days=14), 0.05)
     assert (facts.health, facts.stagnant, facts.last_arrival) == (Health.unhealthy, False, NOW)
     assert holds_until == NOW + timedelta(days=13)  # unhealthy for as long as the window
