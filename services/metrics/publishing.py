@@ -29,7 +29,7 @@ def published_form(domain_event: Any) -> tuple[str, type[Envelope], ContractMode
         return (
             domain_event.kpi,
             KPIRecorded,
-            KPIRecordedPayload.model_construct(
+            KPIRecordedPayload.trusted(
                 kpi=domain_event.kpi,
                 value=domain_event.value,
                 observed_at=domain_event.observed_at,
