@@ -17,6 +17,7 @@ Producer = Literal["goal", "metrics", "alignment"]
 
 #: Namespace for event ids, so that a republished event keeps its id (uuid5 is deterministic).
 EVENT_ID_NAMESPACE = uuid.UUID("6f1c7c1e-4a5e-4f0b-9d0b-0c1b6f5e2a10")
+_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
 
 
 def stable_event_id(producer: str, aggregate_id: str, aggregate_version: int) -> uuid.UUID:
@@ -28,9 +29,6 @@ def stable_event_id(producer: str, aggregate_id: str, aggregate_version: int) ->
     # uuid.uuid5, without its per-call import and argument handling: once per published event.
     name = f"{producer}/{aggregate_id}/{aggregate_version}".encode()
     return uuid.UUID(bytes=hashlib.sha1(_NAMESPACE_BYTES + name).digest()[:16], version=5)
-
-
-_NAMESPACE_BYTES = EVENT_ID_NAMESPACE.bytes
 
 
 class ContractModel(BaseModel):

@@ -23,7 +23,6 @@ import argparse
 import asyncio
 import json
 import shutil
-import sys
 import tempfile
 from collections.abc import Sequence
 from datetime import datetime
@@ -33,7 +32,7 @@ from aiokafka import ConsumerRecord
 
 from contracts import ALIGNMENT_EVENTS, KPI_READINGS, METRICS_EVENTS
 from services.shared.broker import ensure_topics, read_topic
-from services.shared.local_broker import free_port, local_broker
+from services.shared.local_broker import BrokerUnavailable, free_port, local_broker
 from tests.bench.__main__ import (
     Bench,
     add_probe,
@@ -135,11 +134,16 @@ def main(argv: Sequence[str] | None = None) -> None:
     arguments = parser.parse_args(argv)
     root = Path(tempfile.mkdtemp(prefix="okr-hops-"))
     broker = local_broker("kafka", root / "kafka", port=free_port())
-    broker.start()
+    try:
+        broker.start()
+    except BrokerUnavailable as missing:
+        shutil.rmtree(root, ignore_errors=True)
+        raise SystemExit(str(missing)) from None
     assert broker.process is not None
     # The limit only scales the ratios of ingest and pipeline, which this does not report.
-    bench = Bench(broker.bootstrap_servers, root, arguments.readings, limit=1.0)
-    bench.broker_pid = broker.process.pid
+    bench = Bench(
+        broker.bootstrap_servers, root, arguments.readings, limit=1.0, broker_pid=broker.process.pid
+    )
     try:
         asyncio.run(ensure_topics({"bootstrap_servers": broker.bootstrap_servers}))
         ingest(bench)
@@ -159,7 +163,6 @@ def main(argv: Sequence[str] | None = None) -> None:
             bench.stop(name)
         broker.stop()
         shutil.rmtree(root, ignore_errors=True)
-    sys.stdout.flush()
 
 
 if __name__ == "__main__":
