@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, METRICS_EVENTS
 from services.goal import api
 from services.goal.application import GoalApplication
-from services.goal.policy import KPINotes, ScoreNotes
+from services.goal.policy import Notes
 from services.goal.publishing import integration_event
 from services.shared.runtime import ServiceRuntime
 from services.shared.service_app import create_http_app
@@ -21,10 +21,7 @@ from services.shared.store import store_environment
 def create_app(settings: Settings) -> FastAPI:
     application = GoalApplication(env=store_environment(settings))
     runtime = ServiceRuntime(settings, application, (GOAL_EVENTS, integration_event))
-    runtime.consume([ALIGNMENT_EVENTS], ScoreNotes())
-    # A consumer of its own: the readings that fill metrics.events are skipped, and they
-    # must not hold up the scores.
-    runtime.consume([METRICS_EVENTS], KPINotes(), KPINotes.event_types)
+    runtime.consume([ALIGNMENT_EVENTS, METRICS_EVENTS], Notes(), Notes.event_types)
     return create_http_app(
         runtime,
         title="OKR goal service",

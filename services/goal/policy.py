@@ -1,5 +1,6 @@
 """What the goal service notes from other services, exactly once (``TrackedConsumer``): the
-latest scores from ``alignment.events``, and the KPI catalogue from ``metrics.events``."""
+latest scores from ``alignment.events``, and the KPI catalogue from ``metrics.events``, both
+through one consumer (``Notes``)."""
 
 from __future__ import annotations
 
@@ -80,3 +81,28 @@ class KPINotes:
 
     def finish(self, unit: UnitOfWork) -> None:
         pass
+
+
+class Notes:
+    """Scores and the KPI catalogue, for one consumer of both topics: every consumer costs its
+    fetches and polls even while idle, and the readings on ``metrics.events`` are skipped
+    unread, so they hold up the scores no more than a consumer of their own would.
+
+    Subscribed to the scores and ``KPIDefined`` alone: the other alignment events and the
+    readings are not for goal (see ``TrackedConsumer``)."""
+
+    event_types = (ObjectiveScored, KeyResultScored, *KPINotes.event_types)
+
+    def __init__(self) -> None:
+        self.scores = ScoreNotes()
+        self.catalogue = KPINotes()
+
+    def apply(self, event: Envelope, unit: UnitOfWork) -> None:
+        if isinstance(event, KPIDefined):
+            self.catalogue.apply(event, unit)
+        else:
+            self.scores.apply(event, unit)
+
+    def finish(self, unit: UnitOfWork) -> None:
+        self.scores.finish(unit)
+        self.catalogue.finish(unit)

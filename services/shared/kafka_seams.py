@@ -1,13 +1,14 @@
-"""Where the services change how ``aiokafka`` works inside: every override of one of the
-library's private methods is here and nowhere else (the long polling for noida-db, confined to
-that broker, lives in ``long_poll``). Each relies on how the pinned version (pyproject.toml)
-works inside, as its docstring says; ``tests/unit/test_kafka_seams.py`` fails when an upgrade
-changes that, and ``tests/integration/test_kafka_seams.py`` shows the broker behaviour the
-commit seam guards against.
+"""Where the services change how ``aiokafka``, and FastStream's Kafka subscriber, work inside:
+every override of one of their private methods is here and nowhere else (the long polling for
+noida-db, confined to that broker, lives in ``long_poll``). Each relies on how the pinned
+versions (pyproject.toml) work inside, as its docstring says; ``tests/unit/test_kafka_seams.py``
+fails when an upgrade changes that, and ``tests/integration/test_kafka_seams.py`` shows the
+broker behaviour the commit seam guards against.
 """
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
 import aiokafka.consumer.consumer
@@ -15,14 +16,20 @@ from aiokafka import errors
 from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.protocol.commit import OffsetCommitRequest
+from faststream.kafka.subscriber.usecase import BatchSubscriber
 
-__all__ = ["IDLE_FETCH_WAIT_MS", "install"]
+__all__ = ["BATCH_POLL_MS", "IDLE_FETCH_WAIT_MS", "install"]
 
 #: How long the broker may hold the fetch of a consumer that found nothing last time: it
 #: answers as soon as one record comes, so this costs no latency, only idle wake-ups.
 IDLE_FETCH_WAIT_MS = 500
 
+#: How long a batch subscriber's poll waits for records before it comes back empty: it comes
+#: back as soon as one is fetched, so this costs no latency, only idle wake-ups.
+BATCH_POLL_MS = 1000
+
 _library_commit = GroupCoordinator._do_commit_offsets
+_library_poll = BatchSubscriber.get_msg
 
 
 async def _commit_as_a_member(self: Any, assignment: Any, offsets: Any) -> None:
@@ -81,8 +88,25 @@ class _AdaptiveFetcher(Fetcher):  # type: ignore[misc]
         return found
 
 
+async def _poll_without_pause(self: Any, consumer: Any) -> tuple[Any, ...]:
+    """A batch subscriber's poll: the records ``getmany`` hands over within the subscriber's
+    ``batch_timeout_ms``, and no pause after an empty poll. FastStream sleeps as long again
+    after one, so a record fetched meanwhile waited that long before it was handled (the first
+    after a quiet spell, at every hop), and an idle consumer woke twice per poll.
+
+    Relies on ``BatchSubscriber.get_msg(consumer)`` being the poll of the subscriber's consume
+    loop, with ``batch_timeout_ms`` and ``max_records`` on the subscriber; and on aiokafka's
+    ``getmany`` coming back empty only when its timeout ran out or the consumer was stopped
+    (then the next poll raises ``ConsumerStoppedError``, which ends the loop): a poll that
+    came back empty at once would make this loop spin.
+    """
+    batches = await consumer.getmany(timeout_ms=self.batch_timeout_ms, max_records=self.max_records)
+    return tuple(chain.from_iterable(batches.values()))
+
+
 def install() -> None:
     """Apply the seams to every consumer the process makes from now on (once is enough;
     again is harmless)."""
     GroupCoordinator._do_commit_offsets = _commit_as_a_member
     aiokafka.consumer.consumer.Fetcher = _AdaptiveFetcher
+    BatchSubscriber.get_msg = _poll_without_pause  # type: ignore[method-assign]

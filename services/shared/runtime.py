@@ -179,6 +179,7 @@ class ServiceRuntime:
             group_id=self.settings.consumer_group,
             group_instance_id=self.settings.group_instance_id(topics),
             batch=True,
+            batch_timeout_ms=kafka_seams.BATCH_POLL_MS,
             max_records=self.settings.consumer_max_records,
             # Enough prefetched per partition to fill a batch (events are about 0.5 kB, and
             # tens of bytes compressed: the limit counts them as sent).

@@ -1,6 +1,7 @@
 """The KPI catalogue the goal service keeps from ``metrics.events``: a key result naming a KPI
 outside it is accepted with a warning, and the readings that fill the topic are skipped
-unread, at no cost to the store."""
+unread, at no cost to the store. Through the consumer the service runs (``Notes``), which
+notes the scores from ``alignment.events`` too."""
 
 from __future__ import annotations
 
@@ -18,18 +19,21 @@ from prometheus_client import REGISTRY
 from contracts import (
     METRICS_EVENTS,
     Envelope,
+    GapDetected,
     KeyResultDefinition,
     KeyResultKind,
     KPIDefined,
     KPIRecorded,
     Level,
     ObjectiveDefinition,
+    ObjectiveScored,
+    PaceStatus,
     parse_period,
 )
 from services.goal.application import GoalApplication
 from services.goal.commands import KeyResultCommand, ObjectiveCommand
 from services.goal.domain import CataloguedKPI, unknown_kpi_warnings
-from services.goal.policy import KPINotes
+from services.goal.policy import Notes
 from services.goal.publishing import integration_event
 from services.shared.consumer import TrackedConsumer
 from services.shared.settings import Settings
@@ -138,8 +142,8 @@ ORIGIN = defined(1, "any").origin
 
 
 def relayed(event: Envelope) -> Record:
-    """As the outbox relay sends it: with the event type in a header."""
-    return Record(event.to_json(), [("event_type", event.event_type.encode())])
+    """As the outbox relay sends it: with the event type in a header, on the event's topic."""
+    return Record(event.to_json(), [("event_type", event.event_type.encode())], event.topic)
 
 
 @dataclass
@@ -155,7 +159,7 @@ class Goal:
 def open_goal(data_dir: Path) -> Goal:
     app = GoalApplication(env=store_environment(Settings(service="goal", data_dir=data_dir)))
     dead_letters = DeadLetters()
-    consumer = TrackedConsumer(app, KPINotes(), dead_letters, KPINotes.event_types)  # type: ignore[arg-type]
+    consumer = TrackedConsumer(app, Notes(), dead_letters, Notes.event_types)  # type: ignore[arg-type]
     return Goal(app, dead_letters, consumer)
 
 
@@ -262,3 +266,58 @@ def test_only_the_definitions_in_a_mixed_batch_are_tracked(goal: Goal) -> None:
     # Bad input the goal service does act on still goes to the DLQ.
     goal.consume(Record(b"{not json", [("event_type", b"KPIDefined")]))
     assert [kind for _, _, kind in goal.dead_letters.sent] == ["not_json"]
+
+
+def objective_scored(position: int, objective_id: uuid.UUID, score: float) -> ObjectiveScored:
+    payload = {
+        "objective_id": str(objective_id),
+        "score": score,
+        "expected": 0.2,
+        "status": PaceStatus.on_track,
+        "as_of": AT,
+    }
+    return ObjectiveScored.model_validate(
+        envelope(position, str(objective_id)) | {"epoch": "alignment-live", "payload": payload}
+    )
+
+
+def gap_detected(position: int) -> GapDetected:
+    payload = {
+        "gap_id": "kpi_unaddressed:deals_closed",
+        "kind": "kpi_unaddressed",
+        "subject": "deals_closed",
+        "message": "deals_closed is unhealthy and no active key result moves it",
+        "owner": "ana",
+    }
+    return GapDetected.model_validate(
+        envelope(position, "gaps") | {"epoch": "alignment-live", "payload": payload}
+    )
+
+
+def test_one_batch_from_both_topics_notes_the_scores_and_the_catalogue(goal: Goal) -> None:
+    created, _ = goal.app.create_objective(sales_command("deals_closed"), "ana")
+    before = goal.app.max_position()
+    goal.consume(
+        relayed(recorded(1, "deals_closed")),
+        relayed(objective_scored(1, created.id, 0.25)),
+        relayed(defined(2, "deals_closed")),
+        relayed(gap_detected(2)),
+        relayed(objective_scored(3, created.id, 0.5)),
+    )
+    scores = goal.app.scores(created.id)
+    assert scores is not None
+    assert scores.objective is not None
+    assert scores.objective["score"] == 0.5  # the batch's latest score, noted alone
+    assert goal.app.in_kpi_catalogue("deals_closed")
+    notifications = goal.app.recorder.select_notifications(before + 1, 100)
+    noted = [type(goal.app.mapper.to_domain_event(n)).__qualname__ for n in notifications]
+    assert sorted(noted) == [
+        "CataloguedKPI.Noted",
+        "ObjectiveScores.ObjectiveScoreNoted",
+        "ObjectiveScores.Started",
+    ]
+    # Gaps and readings are not goal's: skipped, so not tracked.
+    scored_origin = objective_scored(1, created.id, 0).origin
+    assert goal.app.tracking_recorder.select_tracked(scored_origin, [1, 2, 3]) == {1, 3}
+    assert goal.app.tracking_recorder.select_tracked(ORIGIN, [1, 2]) == {2}
+    assert goal.dead_letters.sent == []

@@ -1,5 +1,6 @@
-"""What ``services.shared.kafka_seams`` relies on in ``aiokafka``: each test fails when an
-upgrade of the library changes a private method the seams override, or what it does for them."""
+"""What ``services.shared.kafka_seams`` relies on in ``aiokafka`` and FastStream: each test
+fails when an upgrade of either changes a private method the seams override, or what it does
+for them."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from aiokafka.consumer.fetcher import Fetcher
 from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.consumer.subscription_state import SubscriptionState
 from aiokafka.protocol.commit import OffsetCommitRequest
+from aiokafka.structs import TopicPartition
+from faststream.kafka.subscriber.usecase import BatchSubscriber, LogicSubscriber
 
 from services.shared import kafka_seams
 
@@ -94,14 +97,17 @@ def test_a_consumer_outside_group_management_commits_without_a_generation(
 
 def test_install_puts_the_seams_in_place_and_again_is_harmless() -> None:
     commit, fetcher = GroupCoordinator._do_commit_offsets, aiokafka.consumer.consumer.Fetcher
+    poll = BatchSubscriber.get_msg
     try:
         kafka_seams.install()
         kafka_seams.install()
         assert GroupCoordinator._do_commit_offsets is kafka_seams._commit_as_a_member
         assert aiokafka.consumer.consumer.Fetcher is kafka_seams._AdaptiveFetcher
+        assert BatchSubscriber.get_msg is kafka_seams._poll_without_pause
     finally:
         GroupCoordinator._do_commit_offsets = commit
         aiokafka.consumer.consumer.Fetcher = fetcher
+        BatchSubscriber.get_msg = poll  # type: ignore[method-assign]
 
 
 def test_the_library_builds_each_fetch_from_its_two_settings() -> None:
@@ -165,3 +171,67 @@ def test_an_idle_fetch_waits_long_for_the_first_record(
     outcomes += [True]
     assert fetch(made)
     assert settings(made) == (256 * 1024, 50)
+
+
+# -- the batch subscriber's poll ---------------------------------------------------------------
+
+
+def test_the_subscribers_consume_loop_polls_with_get_msg() -> None:
+    assert "await self.get_msg(consumer)" in inspect.getsource(LogicSubscriber._run_consume_loop)
+
+
+def test_the_library_polls_getmany_with_the_subscribers_settings_and_pauses_when_empty() -> None:
+    source = inspect.getsource(kafka_seams._library_poll)
+    assert "consumer.getmany(" in source
+    assert "timeout_ms=self.batch_timeout_ms" in source
+    assert "max_records=self.max_records" in source
+    # The pause the seam removes: when FastStream drops it, so can the seam.
+    assert "sleep(self.batch_timeout_ms" in source
+
+
+def test_getmany_comes_back_empty_only_when_its_time_ran_out_or_it_was_stopped() -> None:
+    source = inspect.getsource(Fetcher.fetched_records)
+    assert "if drained or not timeout:" in source  # at once only when asked not to wait
+    assert "asyncio.wait([waiter], timeout=timeout)" in source
+    assert "if not done or self._closed:" in source
+
+
+class Polled:
+    """A consumer whose ``getmany`` hands over ``batches`` and notes how it was asked."""
+
+    def __init__(self, batches: dict[TopicPartition, list[str]]) -> None:
+        self.batches = batches
+        self.asked: list[dict[str, Any]] = []
+
+    async def getmany(self, **options: Any) -> dict[TopicPartition, list[str]]:
+        self.asked.append(options)
+        return self.batches
+
+
+class Subscriber:
+    batch_timeout_ms = kafka_seams.BATCH_POLL_MS
+    max_records = 500
+
+
+def poll(consumer: Polled) -> tuple[Any, ...]:
+    return asyncio.run(kafka_seams._poll_without_pause(Subscriber(), consumer))
+
+
+def test_a_poll_hands_over_every_partitions_records_in_one_batch() -> None:
+    consumer = Polled(
+        {
+            TopicPartition("metrics.events", 0): ["a", "b"],
+            TopicPartition("metrics.events", 3): ["c"],
+        }
+    )
+    assert poll(consumer) == ("a", "b", "c")
+    assert consumer.asked == [{"timeout_ms": kafka_seams.BATCH_POLL_MS, "max_records": 500}]
+
+
+def test_an_empty_poll_comes_back_without_a_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def pause(*args: Any) -> None:
+        raise AssertionError("paused after an empty poll")
+
+    monkeypatch.setattr(asyncio, "sleep", pause)
+    monkeypatch.setattr("anyio.sleep", pause)
+    assert poll(Polled({})) == ()
