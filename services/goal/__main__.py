@@ -21,7 +21,12 @@ from services.shared.store import store_environment
 def create_app(settings: Settings) -> FastAPI:
     application = GoalApplication(env=store_environment(settings))
     runtime = ServiceRuntime(settings, application, (GOAL_EVENTS, integration_event))
-    runtime.consume([ALIGNMENT_EVENTS, METRICS_EVENTS], Notes(), Notes.event_types)
+    runtime.consume(
+        [ALIGNMENT_EVENTS, METRICS_EVENTS],
+        Notes(),
+        Notes.event_types,
+        fetch_wait_seconds=settings.goal_notes_fetch_wait_seconds,
+    )
     return create_http_app(
         runtime,
         title="OKR goal service",

@@ -148,16 +148,24 @@ class ServiceRuntime:
         topics: Sequence[str],
         policy: Policy,
         event_types: Collection[type[Envelope]] | None = None,
+        fetch_wait_seconds: float | None = None,
     ) -> TrackedConsumer:
         """Subscribe ``policy`` to the integration events on ``topics``, exactly once (to
         those of ``event_types`` only, if given: see ``TrackedConsumer``)."""
         consumer = TrackedConsumer(self.application, policy, self.dead_letters, event_types)
-        self.subscribe(topics, consumer.handle_batch)
+        self.subscribe(topics, consumer.handle_batch, fetch_wait_seconds)
         return consumer
 
-    def subscribe(self, topics: Sequence[str], handle_batch: BatchHandler) -> None:
+    def subscribe(
+        self,
+        topics: Sequence[str],
+        handle_batch: BatchHandler,
+        fetch_wait_seconds: float | None = None,
+    ) -> None:
         """Hand ``handle_batch`` each polled batch of raw records from ``topics`` (one consumer
-        for all of them: one group member, one fetch loop); call before ``start``.
+        for all of them: one group member, one fetch loop); call before ``start``. The broker
+        gathers each batch for up to ``fetch_wait_seconds`` (by default the settings'
+        ``consumer_fetch_wait_seconds``).
 
         Offsets are committed only after the handler returns, and rewound when it raises:
         at-least-once delivery, which the handlers make exactly-once with tracking records or
@@ -185,7 +193,9 @@ class ServiceRuntime:
             # tens of bytes compressed: the limit counts them as sent).
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_min_bytes=self.settings.consumer_fetch_min_bytes,
-            fetch_max_wait_ms=round(self.settings.consumer_fetch_wait_seconds * 1000),
+            fetch_max_wait_ms=round(
+                (fetch_wait_seconds or self.settings.consumer_fetch_wait_seconds) * 1000
+            ),
             auto_offset_reset="earliest",
             # Records of aborted transactions (a producer's failed batch) never happened.
             isolation_level="read_committed",

@@ -86,6 +86,10 @@ class Settings(BaseSettings):
     #: measurements behind the values: docs/benchmarks.md).
     consumer_fetch_min_bytes: int = Field(default=256 * 1024, ge=1)
     consumer_fetch_wait_seconds: float = Field(default=0.05, gt=0)
+    #: The same wait for the goal service's consumer of scores: they are noted for display,
+    #: on no latency path, and each objective is noted once per batch however many of its
+    #: scores the batch holds, so fewer and larger batches cost less.
+    goal_notes_fetch_wait_seconds: float = Field(default=0.5, gt=0)
     #: A KPI unhealthy this long without meaningful change is stagnant (ISO-8601 or seconds).
     stagnation_window: timedelta = timedelta(days=14)
     #: "Meaningful change": a move of at least this fraction of the KPI's warning-to-target gap.

@@ -17,6 +17,7 @@ import pytest
 from prometheus_client import REGISTRY
 
 from contracts import (
+    ALIGNMENT_EVENTS,
     METRICS_EVENTS,
     Envelope,
     GapDetected,
@@ -30,6 +31,7 @@ from contracts import (
     PaceStatus,
     parse_period,
 )
+from services.goal.__main__ import create_app
 from services.goal.application import GoalApplication
 from services.goal.commands import KeyResultCommand, ObjectiveCommand
 from services.goal.domain import CataloguedKPI, unknown_kpi_warnings
@@ -321,3 +323,17 @@ def test_one_batch_from_both_topics_notes_the_scores_and_the_catalogue(goal: Goa
     assert goal.app.tracking_recorder.select_tracked(scored_origin, [1, 2, 3]) == {1, 3}
     assert goal.app.tracking_recorder.select_tracked(ORIGIN, [1, 2]) == {2}
     assert goal.dead_letters.sent == []
+
+
+def test_the_goal_service_reads_both_topics_through_one_consumer_that_gathers_longer(
+    tmp_path: Path,
+) -> None:
+    settings = Settings(service="goal", data_dir=tmp_path, auth_disabled=True)
+    app = create_app(settings)
+    [subscriber] = app.state.runtime.broker.subscribers
+    assert subscriber.topic_names == [ALIGNMENT_EVENTS, METRICS_EVENTS]
+    # Scores are for display: batches gather longer than on the latency path.
+    wait_ms = subscriber._connection_args["fetch_max_wait_ms"]
+    assert wait_ms == round(settings.goal_notes_fetch_wait_seconds * 1000)
+    assert settings.goal_notes_fetch_wait_seconds > settings.consumer_fetch_wait_seconds
+    app.state.runtime.application.close()
