@@ -118,6 +118,13 @@ class Figure:
     ratio: float | None = None
 
 
+#: The services run with their production settings, not the tests' quicker relay polls
+#: (which an idle service pays for).
+AS_DEPLOYED = {
+    "OKR_OUTBOX_POLL_SECONDS": str(Settings.model_fields["outbox_poll_seconds"].default),
+}
+
+
 @dataclass
 class Bench:
     """What the stages share: the broker, the run's directory, the scale, the services
@@ -140,7 +147,9 @@ class Bench:
             shutil.rmtree(data_dir, ignore_errors=True)
         data_dir.mkdir(exist_ok=True)
         began = time.monotonic()
-        service = ServiceProcess(name, data_dir, self.bootstrap, extra_env=extra_env or {})
+        service = ServiceProcess(
+            name, data_dir, self.bootstrap, extra_env=AS_DEPLOYED | (extra_env or {})
+        )
         self.services[name] = service.start(timeout=PATIENCE)
         return time.monotonic() - began
 
