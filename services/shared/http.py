@@ -9,7 +9,7 @@ import email.message
 import json
 import re
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import FastAPI, Request
@@ -24,7 +24,6 @@ from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from services.shared.errors import Conflict, NotFound, RuleViolation
-from services.shared.telemetry import HTTP_REQUESTS, HTTP_SECONDS
 
 #: Larger bodies are answered 413 before they are parsed (BodyLimit). The largest legitimate
 #: body, 10,000 readings, takes about 2 MB (5.5 MB with every field at its longest).
@@ -230,42 +229,53 @@ def _field_errors(error: RequestValidationError) -> list[dict[str, Any]]:
     return found
 
 
-#: An HTTP middleware as ``app.middleware("http")`` takes it.
-Middleware = Callable[[Request, Callable[[Request], Awaitable[Response]]], Awaitable[Response]]
+#: What a request is counted under, read from its ASGI scope once it was answered.
+RouteOf = Callable[[Scope], str]
 
 
-def request_meter(
-    requests: Counter, seconds: Histogram, route_of: Callable[[Request], str]
-) -> Middleware:
-    """A middleware that counts and times each request in ``requests`` and ``seconds`` by
-    the route ``route_of`` names: a template (``/objectives/{objective_id}``), never the raw
-    path, so that labels stay bounded."""
+class RequestMeter:
+    """Counts and times each HTTP request in ``requests`` and ``seconds`` by the route
+    ``route_of`` names: a template (``/objectives/{objective_id}``), never the raw path, so
+    that labels stay bounded. A request that fails before it is answered counts as a 500.
 
-    async def measure(
-        request: Request, call_next: Callable[[Request], Awaitable[Response]]
-    ) -> Response:
+    Plain ASGI, not ``app.middleware("http")``: Starlette runs such a middleware's every
+    request through a task group and a streamed copy of the response, which cost most of
+    the CPU of a small request (docs/benchmarks.md)."""
+
+    def __init__(
+        self, app: ASGIApp, requests: Counter, seconds: Histogram, route_of: RouteOf
+    ) -> None:
+        self.app = app
+        self.requests = requests
+        self.seconds = seconds
+        self.route_of = route_of
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
         started = time.perf_counter()
         status = 500
+
+        async def noting_status(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+            await send(message)
+
         try:
-            response = await call_next(request)
-            status = response.status_code
-            return response
+            await self.app(scope, receive, noting_status)
         finally:
-            route = route_of(request)
-            requests.labels(request.method, route, str(status)).inc()
-            seconds.labels(request.method, route).observe(time.perf_counter() - started)
-
-    return measure
+            route = self.route_of(scope)
+            self.requests.labels(scope["method"], route, str(status)).inc()
+            self.seconds.labels(scope["method"], route).observe(time.perf_counter() - started)
 
 
-def route_template(request: Request) -> str:
-    """The template of the route the request matched, or ``unmatched``."""
-    template: str = getattr(request.scope.get("route"), "path", "unmatched")
+def route_template(scope: Scope) -> str:
+    """The template of the route the request matched (the router notes it in the scope),
+    or ``unmatched``."""
+    template: str = getattr(scope.get("route"), "path", "unmatched")
     return template
-
-
-#: The services' request metrics.
-measure = request_meter(HTTP_REQUESTS, HTTP_SECONDS, route_template)
 
 
 async def _invalid_request(_: Request, error: RequestValidationError) -> JSONResponse:

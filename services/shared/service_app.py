@@ -17,8 +17,15 @@ from pydantic import BaseModel, Field
 
 from services.shared import audit_api
 from services.shared.auth import Authentication, Tokens, document_security
-from services.shared.http import MAX_BODY_BYTES, BodyLimit, answer_errors, measure
+from services.shared.http import (
+    MAX_BODY_BYTES,
+    BodyLimit,
+    RequestMeter,
+    answer_errors,
+    route_template,
+)
 from services.shared.runtime import Runtime, ServiceRuntime
+from services.shared.telemetry import HTTP_REQUESTS, HTTP_SECONDS
 
 #: An extra readiness condition of a service (for example, its projections caught up), by
 #: name; run in a worker thread, as it may read the store.
@@ -77,7 +84,10 @@ def create_http_app(
     tokens = runtime.settings.tokens()
     if tokens is not None:
         _authenticate(app, tokens)
-    app.middleware("http")(measure)
+    # Added last, so outermost: it counts what every other layer answers too.
+    app.add_middleware(
+        RequestMeter, requests=HTTP_REQUESTS, seconds=HTTP_SECONDS, route_of=route_template
+    )
     answer_errors(app)
     for router in (operations, audit_api.router, *routers):
         app.include_router(router)

@@ -11,6 +11,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 
+from services.shared.http import RequestMeter
 from services.shared.settings import Settings
 from services.web import audit, gaps, key_results, kpis, live, objectives, signin, telemetry, tree
 from services.web.backend import Backend, ServiceRefused, ServiceUnavailable
@@ -80,7 +81,12 @@ def create_app(
         return response
 
     # Added last, so outermost: it counts the requests every other layer answers too.
-    app.middleware("http")(telemetry.measure)
+    app.add_middleware(
+        RequestMeter,
+        requests=telemetry.HTTP_REQUESTS,
+        seconds=telemetry.HTTP_SECONDS,
+        route_of=telemetry.route_label,
+    )
 
     @app.get("/metrics", include_in_schema=False)
     async def metrics() -> Response:

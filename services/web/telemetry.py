@@ -5,7 +5,6 @@ too, whose store, outbox and consumer series would only ever read zero for the c
 
 from __future__ import annotations
 
-from fastapi import Request
 from fastapi.responses import Response
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -17,8 +16,7 @@ from prometheus_client import (
     ProcessCollector,
     generate_latest,
 )
-
-from services.shared.http import request_meter
+from starlette.types import Scope
 
 REGISTRY = CollectorRegistry()
 ProcessCollector(registry=REGISTRY)
@@ -50,17 +48,13 @@ LIVE_EVENTS = Counter(
 )
 
 
-def route_label(request: Request) -> str:
+def route_label(scope: Scope) -> str:
     """The route template, never the raw path (bounded labels); static files are one
     route, and whatever matched nothing is ``unmatched``."""
-    route = getattr(request.scope.get("route"), "path", None)
+    route = getattr(scope.get("route"), "path", None)
     if isinstance(route, str):
         return route
-    return "/static" if request.url.path.startswith("/static/") else "unmatched"
-
-
-#: The console's request metrics, labelled as the services' are.
-measure = request_meter(HTTP_REQUESTS, HTTP_SECONDS, route_label)
+    return "/static" if scope["path"].startswith("/static/") else "unmatched"
 
 
 def exposition() -> Response:
