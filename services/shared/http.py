@@ -239,8 +239,8 @@ class RequestMeter:
     that labels stay bounded. A request that fails before it is answered counts as a 500.
 
     Plain ASGI, not ``app.middleware("http")``: Starlette runs such a middleware's every
-    request through a task group and a streamed copy of the response, which cost most of
-    the CPU of a small request (docs/benchmarks.md)."""
+    request through a task group and a streamed copy of the response, a large share of the
+    CPU of a small request (docs/benchmarks.md)."""
 
     def __init__(
         self, app: ASGIApp, requests: Counter, seconds: Histogram, route_of: RouteOf
