@@ -1073,6 +1073,32 @@ def machine() -> dict[str, Any]:
     }
 
 
+def open_bench(
+    kind: BrokerKind, prefix: str, count: int, limit: float = 0.0
+) -> tuple[Bench, LocalBroker]:
+    """A fresh run directory, a broker of ``kind`` started in it, and the bench on them. When
+    the broker cannot start, the run stops with one line saying what to install, and leaves
+    nothing behind."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
+    broker = local_broker(kind, root / kind, port=free_port())
+    try:
+        broker.start()
+    except BrokerUnavailable as missing:
+        shutil.rmtree(root, ignore_errors=True)
+        raise SystemExit(str(missing)) from None
+    assert broker.process is not None
+    bench = Bench(broker.bootstrap_servers, root, count, limit=limit, broker_pid=broker.process.pid)
+    return bench, broker
+
+
+def close_bench(bench: Bench, broker: LocalBroker) -> None:
+    """Stop the services still running and the broker, and remove the run directory."""
+    for name in list(bench.services):
+        bench.stop(name)
+    broker.stop()
+    shutil.rmtree(bench.root, ignore_errors=True)
+
+
 def main() -> None:
     chosen = os.environ.get("BENCH_BROKER", "kafka")
     if chosen not in ("kafka", "noida"):
@@ -1092,29 +1118,18 @@ def main() -> None:
     )
     started_at = datetime.now(UTC)
     began = time.monotonic()
-    root = Path(tempfile.mkdtemp(prefix="okr-bench-"))
-    broker = local_broker(kind, root / kind, port=free_port())
-    try:
-        broker.start()
-    except BrokerUnavailable as missing:
-        shutil.rmtree(root, ignore_errors=True)
-        raise SystemExit(str(missing)) from None
-    assert broker.process is not None
-    bench = Bench(broker.bootstrap_servers, root, count, broker_pid=broker.process.pid)
+    bench, broker = open_bench(kind, "okr-bench-", count)
     try:
         asyncio.run(ensure_topics({"bootstrap_servers": broker.bootstrap_servers}))
         figures = measure(bench, broker, kind, other)
     except BaseException:
         FAILED_LOGS.mkdir(parents=True, exist_ok=True)
-        for log in root.glob("*.log"):
+        for log in bench.root.glob("*.log"):
             shutil.copy(log, FAILED_LOGS / log.name)
         say(f"failed: the services' logs are in {FAILED_LOGS}")
         raise
     finally:
-        for name in list(bench.services):
-            bench.stop(name)
-        broker.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        close_bench(bench, broker)
     duration = time.monotonic() - began
     print(
         f"\nBENCH_SCALE={scale:g}: {count:,} readings, {KPI_COUNT:,} KPIs, "

@@ -22,24 +22,21 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import shutil
-import tempfile
 from collections.abc import Sequence
 from datetime import datetime
-from pathlib import Path
 
 from aiokafka import ConsumerRecord
 
 from contracts import ALIGNMENT_EVENTS, KPI_READINGS, METRICS_EVENTS
 from services.shared.broker import ensure_topics, read_topic
-from services.shared.local_broker import BrokerUnavailable, free_port, local_broker
 from tests.bench.__main__ import (
-    Bench,
     add_probe,
     alignment_rebuild,
+    close_bench,
     ingest,
     latency,
     metrics_restart,
+    open_bench,
     percentile,
     pipeline,
     set_objectives,
@@ -132,18 +129,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         "--pipeline", action="store_true", help="run the pipeline stage too, as make bench does"
     )
     arguments = parser.parse_args(argv)
-    root = Path(tempfile.mkdtemp(prefix="okr-hops-"))
-    broker = local_broker("kafka", root / "kafka", port=free_port())
-    try:
-        broker.start()
-    except BrokerUnavailable as missing:
-        shutil.rmtree(root, ignore_errors=True)
-        raise SystemExit(str(missing)) from None
-    assert broker.process is not None
     # The limit only scales the ratios of ingest and pipeline, which this does not report.
-    bench = Bench(
-        broker.bootstrap_servers, root, arguments.readings, limit=1.0, broker_pid=broker.process.pid
-    )
+    bench, broker = open_bench("kafka", "okr-hops-", arguments.readings, limit=1.0)
     try:
         asyncio.run(ensure_topics({"bootstrap_servers": broker.bootstrap_servers}))
         ingest(bench)
@@ -159,10 +146,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         probe_objective = bench.probe_url.rsplit("/objectives/", 1)[1].split("/")[0]
         print(report(asyncio.run(hops(broker.bootstrap_servers, probe_objective))))
     finally:
-        for name in list(bench.services):
-            bench.stop(name)
-        broker.stop()
-        shutil.rmtree(root, ignore_errors=True)
+        close_bench(bench, broker)
 
 
 if __name__ == "__main__":
