@@ -129,4 +129,5 @@ class Envelope(ContractModel):
         return self.aggregate_id.encode()
 
     def to_json(self) -> bytes:
-        return self.model_dump_json().encode()
+        # What ``model_dump_json`` gives, as bytes without a round trip through str.
+        return self.__pydantic_serializer__.to_json(self)

@@ -85,11 +85,18 @@ def encode_messages(
         envelope = translate(domain_event, position, epochs.at(position) if epochs else "")
         if envelope is None:
             continue
-        headers = [
-            ("event_type", envelope.event_type.encode()),
-            ("schema_version", str(envelope.schema_version).encode()),
-            ("producer", envelope.producer.encode()),
-            ("content-type", b"application/json"),
-        ]
-        messages.append((envelope.key(), envelope.to_json(), headers))
+        messages.append((envelope.key(), envelope.to_json(), _headers(type(envelope))))
     return messages
+
+
+@functools.cache
+def _headers(event_class: type[Envelope]) -> list[tuple[str, bytes]]:
+    """The headers of every message of one event class (the same for all of them, and never
+    changed by the producer that sends them)."""
+    producer, event_type, schema_version = _identity(event_class)
+    return [
+        ("event_type", event_type.encode()),
+        ("schema_version", str(schema_version).encode()),
+        ("producer", producer.encode()),
+        ("content-type", b"application/json"),
+    ]

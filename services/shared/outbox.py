@@ -206,6 +206,7 @@ class OutboxRelay:
             linger_ms=5,
             max_batch_size=512 * 1024,
             compression_type=self._compression,
+            partitioner=outbox_checks.partitioner,
             **self._client_options,
         )
         await producer.start()

@@ -31,7 +31,7 @@ def test_a_trusted_event_equals_the_validated_one(event_type: str) -> None:
 
     constructed = type(event).model_construct(**fields_of(event))
     assert trusted == event == constructed
-    assert trusted.to_json() == event.to_json()
+    assert trusted.to_json() == event.to_json() == event.model_dump_json().encode()
     assert trusted.model_fields_set == constructed.model_fields_set
     assert trusted_payload.model_dump() == payload.model_dump()
 
