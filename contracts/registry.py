@@ -168,7 +168,7 @@ def _parse_current(message: bytes, model: type[Envelope]) -> Envelope | None:
     if event.position > MAX_POSITION or event.aggregate_version > MAX_POSITION:
         return None
     # An instant can overflow only in year 1 or 9999, written so or hidden by an escape.
-    if any(mark in message for mark in (b"0001-", b"9999-", b"\\u")):
+    if b"0001-" in message or b"9999-" in message or b"\\u" in message:
         _check_instants(event, "")
     return event
 
