@@ -7,7 +7,6 @@ The adapter (SQLite or PostgreSQL) is chosen by configuration, as ``eventsourcin
 
 from __future__ import annotations
 
-import math
 import threading
 import uuid
 from bisect import bisect_right
@@ -17,7 +16,6 @@ from datetime import datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
-import orjson
 from eventsourcing.application import ProcessingEvent, Repository
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import (
@@ -51,49 +49,6 @@ class PydanticTranscoding(Transcoding):
 
     def decode(self, data: dict[str, Any]) -> BaseModel:
         return self._model.model_validate(data)
-
-
-class StateTranscoder(JSONTranscoder):
-    """The library's JSON transcoder, with the common case encoded by orjson.
-
-    Encoding the state of every stored event was a large share of recording a reading. A
-    state made only of plain values (str, int, finite float, bool, None, datetime, and lists,
-    tuples and str-keyed dicts of them) is encoded by orjson, datetimes tagged through the
-    registered transcodings as the library tags them: the stored JSON decodes to the same
-    values as the library's. Anything else (a UUID, a pydantic model, NaN, a subclass) takes
-    the library's encoder, which tags it or refuses it as before. Decoding is the library's.
-    """
-
-    def encode(self, obj: Any) -> bytes:
-        if _plain(obj):
-            try:
-                return orjson.dumps(
-                    obj, default=self._encode_obj, option=orjson.OPT_PASSTHROUGH_DATETIME
-                )
-            except orjson.JSONEncodeError:  # an int beyond 64 bits: the library writes it
-                pass
-        return super().encode(obj)
-
-
-#: Values orjson writes as the library does, with nothing inside to look at.
-_SCALARS = frozenset({str, int, bool, type(None), datetime})
-
-
-def _plain(value: Any) -> bool:
-    """Whether orjson encodes ``value`` as the library would (datetimes through ``default``)."""
-    kind = type(value)
-    if kind in _SCALARS:
-        return True
-    if kind is float:
-        return math.isfinite(value)
-    if kind is dict:
-        for key, item in value.items():
-            if type(key) is not str or not (type(item) in _SCALARS or _plain(item)):
-                return False
-        return True
-    if kind is list or kind is tuple:
-        return all(type(item) in _SCALARS or _plain(item) for item in value)
-    return False
 
 
 def _topic(cls: type) -> str:
@@ -191,11 +146,6 @@ class ServiceApplication(CommitHooks):
         super().register_transcodings(transcoder)
         for model in self.stored_models:
             transcoder.register(PydanticTranscoding(model))
-
-    def construct_transcoder(self) -> StateTranscoder:
-        transcoder = StateTranscoder()
-        self.register_transcodings(transcoder)
-        return transcoder
 
     def construct_recorder(self) -> Any:
         return self.factory.process_recorder()
