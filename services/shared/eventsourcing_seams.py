@@ -6,7 +6,7 @@ docstring says; ``tests/unit/test_eventsourcing_seams.py`` fails when an upgrade
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 from uuid import UUID
 
@@ -116,19 +116,3 @@ def check_multi_row_tracking(recorder: Any, cursor: Any) -> None:
     library checks before it writes tracking. Relies on the process recorders'
     ``_check_has_multi_row_tracking_table`` (SQLite and PostgreSQL alike)."""
     recorder._check_has_multi_row_tracking_table(cursor)
-
-
-def on_every_sqlite_connection(pool: Any, statements: Sequence[str]) -> None:
-    """Run ``statements`` on each connection ``pool`` opens from now on, before its first use.
-    Relies on ``SQLiteConnectionPool._create_connection`` opening every connection of the
-    pool, and on the ``SQLiteConnection`` it returns keeping the ``sqlite3`` connection as
-    ``_sqlite_conn``."""
-    create = pool._create_connection
-
-    def create_and_configure() -> Any:
-        connection = create()
-        for statement in statements:
-            connection._sqlite_conn.execute(statement)
-        return connection
-
-    pool._create_connection = create_and_configure

@@ -10,10 +10,7 @@ from uuid import UUID
 from eventsourcing.sqlite import SQLiteCursor, SQLiteProcessRecorder
 
 from services.shared.audit import GENESIS, StoredLink
-from services.shared.eventsourcing_seams import (
-    check_multi_row_tracking,
-    on_every_sqlite_connection,
-)
+from services.shared.eventsourcing_seams import check_multi_row_tracking
 from services.shared.recorder import (
     CHUNK,
     BatchTrackingRecorder,
@@ -21,13 +18,6 @@ from services.shared.recorder import (
     chain_links,
     originator_text,
 )
-
-#: Run on every connection of the store. The write-ahead log is copied into the database
-#: (checkpointed) when it reaches this many pages, far less often than SQLite's default: the
-#: events of many aggregates land on pages all over the indexes, the same pages are written
-#: again and again between two checkpoints, and each checkpoint copies a page once however
-#: often it changed. The log file grows to that size (pages of 4 KiB) and is then reused.
-CONNECTION_PRAGMAS = ("PRAGMA wal_autocheckpoint = 16384",)
 
 
 class _ProcessLease(Lease):
@@ -46,10 +36,6 @@ def _uuid(text: str) -> UUID:
 
 
 class BatchTrackingSQLiteRecorder(BatchTrackingRecorder, SQLiteProcessRecorder):
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        on_every_sqlite_connection(self.datastore.pool, CONNECTION_PRAGMAS)
-
     def convert_originator_id(self, originator_id: str) -> UUID | str:
         # A service has few aggregates and many events each: parse each id once, not once
         # per event read (parsing UUIDs took a large share of a replay's time).

@@ -24,7 +24,6 @@ from services.shared.eventsourcing_seams import (
     notify_log_readers,
     project,
 )
-from services.shared.settings import Settings
 from services.shared.store import ServiceApplication, store_environment
 from tests.stores import Store, both_stores
 
@@ -236,13 +235,3 @@ def test_postgres_writers_hold_the_events_table_lock(store: Store, tmp_path: Pat
             assert "ExclusiveLock" in {row["mode"] for row in curs.fetchall()}
     finally:
         application.close()
-
-
-def test_every_connection_of_an_sqlite_store_is_configured(tmp_path: Path) -> None:
-    application = ServiceApplication(env=store_environment(Settings(data_dir=tmp_path)))
-    pool = application.tracking_recorder.datastore.pool  # type: ignore[attr-defined]
-    with application.tracking_recorder.datastore.transaction(commit=False) as cursor:  # type: ignore[attr-defined]
-        cursor.execute("PRAGMA wal_autocheckpoint")
-        assert cursor.fetchone()[0] == 16384, "the connection the store reads and writes with"
-    another = pool._create_connection()
-    assert another._sqlite_conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 16384
