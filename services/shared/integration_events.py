@@ -85,18 +85,18 @@ def encode_messages(
         envelope = translate(domain_event, position, epochs.at(position) if epochs else "")
         if envelope is None:
             continue
-        messages.append((envelope.key(), envelope.to_json(), _headers(type(envelope))))
+        # A list of its own for each message: aiokafka takes nothing else.
+        messages.append((envelope.key(), envelope.to_json(), list(_headers(type(envelope)))))
     return messages
 
 
 @functools.cache
-def _headers(event_class: type[Envelope]) -> list[tuple[str, bytes]]:
-    """The headers of every message of one event class (the same for all of them, and never
-    changed by the producer that sends them)."""
+def _headers(event_class: type[Envelope]) -> tuple[tuple[str, bytes], ...]:
+    """The headers of every message of one event class, made once."""
     producer, event_type, schema_version = _identity(event_class)
-    return [
+    return (
         ("event_type", event_type.encode()),
         ("schema_version", str(schema_version).encode()),
         ("producer", producer.encode()),
         ("content-type", b"application/json"),
-    ]
+    )

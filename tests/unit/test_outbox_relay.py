@@ -12,16 +12,19 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from aiokafka.record.default_records import DefaultRecordBatchBuilder
 from aiokafka.structs import RecordMetadata
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import Tracking
 
 from contracts import Envelope
 from services.shared import outbox, outbox_checks
+from services.shared.integration_events import encode_messages
 from services.shared.outbox import OutboxRelay
 from services.shared.outbox_checks import ExpectedTails, partition_of, republish_position
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication, store_environment
+from tests.unit.test_contracts import EXAMPLES
 
 
 class Counter(Aggregate):
@@ -267,3 +270,29 @@ async def test_a_republish_that_failed_midway_starts_over_until_it_got_through(
     assert await relay._resume_position() == 0, "the republish is not done"
     relay._reached(6)
     assert await relay._resume_position() == 6, "got through: the topic is checked again"
+
+
+def test_each_message_has_headers_of_its_own_that_aiokafka_takes() -> None:
+    event = EXAMPLES["KPIRecorded"]
+    [(_, _, first), (_, _, second)] = encode_messages([(1, event), (2, event)], lambda e, *_: e)
+    assert (
+        first
+        == second
+        == [
+            ("event_type", b"KPIRecorded"),
+            ("schema_version", b"1"),
+            ("producer", b"metrics"),
+            ("content-type", b"application/json"),
+        ]
+    )
+    assert first is not second, "a sender changing one message's headers changes no other's"
+    builder = DefaultRecordBatchBuilder(
+        magic=2,
+        compression_type=0,
+        is_transactional=False,
+        producer_id=-1,
+        producer_epoch=-1,
+        base_sequence=-1,
+        batch_size=1 << 16,
+    )
+    assert builder.append(0, timestamp=None, key=b"k", value=b"v", headers=first) is not None
