@@ -75,12 +75,20 @@ class BrokerUnavailable(RuntimeError):
     """The broker cannot run on this machine; the message says what to install."""
 
 
+_ports_handed_out: set[int] = set()
+
+
 def free_port() -> int:
-    """A TCP port nobody listens on now, on the loopback interface."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
+    """A TCP port nobody listens on now, on the loopback interface, and not one this
+    process was given before: a port handed out is not bound until its server starts,
+    so the kernel may offer it again, and two listeners of one broker would then clash."""
+    while True:
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port: int = probe.getsockname()[1]
+        if port not in _ports_handed_out:
+            _ports_handed_out.add(port)
+            return port
 
 
 def port_open(port: int, host: str = "127.0.0.1") -> bool:

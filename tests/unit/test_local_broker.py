@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import shutil
+import socket
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from services.shared.local_broker import BrokerUnavailable, cluster_id, kafka_jars, kafka_version
+from services.shared.local_broker import (
+    ApacheKafka,
+    BrokerUnavailable,
+    cluster_id,
+    free_port,
+    kafka_jars,
+    kafka_version,
+)
 
 
 def test_without_java_and_maven_the_line_says_what_to_install(
@@ -38,3 +47,30 @@ def test_a_cluster_id_never_starts_with_a_dash() -> None:
     # tool would read such an id as an option and refuse to format.
     draws = iter([b"\xf8" + bytes(15), b"\x00" * 16])
     assert cluster_id(lambda: next(draws)) == "AAAAAAAAAAAAAAAAAAAAAA"
+
+
+def test_a_port_is_handed_out_once_even_when_the_kernel_offers_it_again(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    # The kernel may offer a probed port again before its server binds it: the broker's
+    # and the controller's listeners then clashed, and the storage tool refused to format.
+    first = free_port()
+    other = first + 1 if first < 65535 else first - 1
+    offers = iter([first, other])
+
+    class Probe:
+        def __enter__(self) -> Probe:
+            return self
+
+        def __exit__(self, *exc: object) -> None:
+            return None
+
+        def bind(self, address: Any) -> None:
+            self.port = next(offers)
+
+        def getsockname(self) -> tuple[str, int]:
+            return ("127.0.0.1", self.port)
+
+    monkeypatch.setattr(socket, "socket", Probe)
+    broker = ApacheKafka(tmp_path, port=first)
+    assert broker.controller_port == other
