@@ -40,6 +40,7 @@ from typing import Any
 from uuid import UUID
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.producer.message_accumulator import BatchBuilder
 from aiokafka.structs import RecordMetadata
 from eventsourcing.persistence import Recording, Tracking
 
@@ -206,7 +207,6 @@ class OutboxRelay:
             linger_ms=5,
             max_batch_size=512 * 1024,
             compression_type=self._compression,
-            partitioner=outbox_checks.partitioner,
             **self._client_options,
         )
         await producer.start()
@@ -377,11 +377,7 @@ class OutboxRelay:
         """Publish the next batch of stored events; returns how many log positions it moved
         past (internal events move the position without a message)."""
         last, messages = await asyncio.to_thread(self._prepare)
-        confirmations = [
-            await producer.send(self._topic, value, key=key, headers=headers)
-            for key, value, headers in messages
-        ]
-        self._check_offsets(await asyncio.gather(*confirmations))
+        self._check_offsets(await self._send(producer, messages))
         advanced = last - self.position
         self._reached(last)
         OUTBOX_PUBLISHED.labels(self._topic).inc(len(messages))
@@ -390,6 +386,40 @@ class OutboxRelay:
         await self._report_backlog()
         return advanced
 
+    async def _send(
+        self, producer: AIOKafkaProducer, messages: Sequence[Message]
+    ) -> list[tuple[RecordMetadata, int]]:
+        """Send ``messages`` as record batches, one per partition (another when one is full),
+        each message to the partition its key gives, in order; returns each batch's
+        acknowledgement (its first offset) with its number of records. A whole batch costs
+        aiokafka a fraction of what sending its messages one by one does: no coroutine and no
+        future per message."""
+        if not messages:
+            return []  # an idle relay asks the broker nothing
+        partitions = len(await producer.partitions_for(self._topic))
+        filling: dict[int, BatchBuilder] = {}
+        sent: list[tuple[asyncio.Future[RecordMetadata], int]] = []
+        for key, value, headers in messages:
+            partition = outbox_checks.partition_of(key, partitions)
+            # Until the message is in a batch: a full batch is sent and a new one begun (an
+            # empty batch takes any one message, so this ends).
+            while (batch := filling.get(partition)) is None or batch.append(
+                timestamp=None, key=key, value=value, headers=headers
+            ) is None:
+                if batch is not None:
+                    sent.append(await self._send_batch(producer, batch, partition))
+                filling[partition] = producer.create_batch()
+        for partition, batch in filling.items():
+            sent.append(await self._send_batch(producer, batch, partition))
+        acknowledged = await asyncio.gather(*(delivery for delivery, _ in sent))
+        return [(metadata, count) for metadata, (_, count) in zip(acknowledged, sent, strict=True)]
+
+    async def _send_batch(
+        self, producer: AIOKafkaProducer, batch: BatchBuilder, partition: int
+    ) -> tuple[asyncio.Future[RecordMetadata], int]:
+        delivery = await producer.send_batch(batch, self._topic, partition=partition)
+        return delivery, batch.record_count()
+
     def _reached(self, position: int) -> None:
         """Everything up to ``position`` is acknowledged: a republish that got this far is
         done."""
@@ -397,18 +427,19 @@ class OutboxRelay:
         if self._republishing is not None and position >= self._republishing[1]:
             self._republishing = None
 
-    def _check_offsets(self, acknowledged: Sequence[RecordMetadata]) -> None:
+    def _check_offsets(self, acknowledged: Sequence[tuple[RecordMetadata, int]]) -> None:
         """Offsets only grow in a partition: one the broker gives again means it lost what it
         had acknowledged (its data was wiped), though it took the new messages without a
-        complaint. Everything is published again then, from the start of the log."""
-        for metadata in acknowledged:
+        complaint. Everything is published again then, from the start of the log.
+        ``acknowledged``: each batch's first offset, with its number of records."""
+        for metadata, records in acknowledged:
             if metadata.offset <= self._offsets.get(metadata.partition, -1):
                 self._republishing = (0, max(self.position, self._recorded))
                 raise BrokerLostData(
                     f"{self._topic}[{metadata.partition}] acknowledged offset {metadata.offset} "
                     f"again, after {self._offsets[metadata.partition]}: republishing all"
                 )
-            self._offsets[metadata.partition] = metadata.offset
+            self._offsets[metadata.partition] = metadata.offset + records - 1
 
     async def _checkpoint(self, producer: AIOKafkaProducer) -> None:
         """Record in the store how far the relay got, and announce the chain head there, at

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiokafka.partitioner import DefaultPartitioner, murmur2
+from aiokafka.partitioner import murmur2
 
 from services.shared.broker import read_partitions
 
@@ -80,8 +80,8 @@ PlacedReader = Callable[[int, int, bool], Iterable[Placed]]
 
 
 def partition_of(key: bytes, partitions: int) -> int:
-    """The partition the relay's producer sends a message keyed ``key`` to: Kafka's default
-    partitioner (murmur2 of the key, as the Java client)."""
+    """The partition the relay sends a message keyed ``key`` to: where Kafka's default
+    partitioner puts it (murmur2 of the key, as the Java client and aiokafka)."""
     return _key_hash(key) % partitions
 
 
@@ -91,14 +91,6 @@ def _key_hash(key: bytes) -> int:
     # many events for each of a bounded set of aggregates, so each key is hashed once.
     hashed: int = murmur2(key) & 0x7FFFFFFF
     return hashed
-
-
-def partitioner(key: bytes | None, all_partitions: list[int], available: list[int]) -> int:
-    """Kafka's default partitioner, as aiokafka's producer calls it, with the key's hash
-    remembered: ``partition_of`` for keyed messages."""
-    if key is None:
-        return DefaultPartitioner()(key, all_partitions, available)  # type: ignore[no-any-return]
-    return all_partitions[partition_of(key, len(all_partitions))]
 
 
 @dataclass

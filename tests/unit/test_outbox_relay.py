@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
-from aiokafka.record.default_records import DefaultRecordBatchBuilder
+from aiokafka.producer.message_accumulator import BatchBuilder
+from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBatchBuilder
 from aiokafka.structs import RecordMetadata
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import Tracking
@@ -263,7 +264,7 @@ async def test_a_republish_that_failed_midway_starts_over_until_it_got_through(
     monkeypatch.setattr(outbox_checks, "published_tails", whole)
     monkeypatch.setattr(outbox_checks, "beginnings_lost", beginnings_whole)
     with pytest.raises(outbox.BrokerLostData):
-        relay._check_offsets([cast(RecordMetadata, Acknowledged(partition=0, offset=0))])
+        relay._check_offsets([(cast(RecordMetadata, Acknowledged(partition=0, offset=0)), 1)])
 
     assert await relay._resume_position() == 0
     relay._reached(3)  # republished up to here, then the producer failed
@@ -296,3 +297,55 @@ def test_each_message_has_headers_of_its_own_that_aiokafka_takes() -> None:
         batch_size=1 << 16,
     )
     assert builder.append(0, timestamp=None, key=b"k", value=b"v", headers=first) is not None
+
+
+class BatchingProducer:
+    """Takes the relay's record batches as aiokafka's producer does, small enough that three
+    messages fill one, and acknowledges each batch with the next offsets of its partition."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[int, list[tuple[bytes | None, bytes | None]]]] = []
+        self.ends: dict[int, int] = {}
+
+    async def partitions_for(self, topic: str) -> set[int]:
+        return set(range(PARTITIONS))
+
+    def create_batch(self) -> BatchBuilder:
+        return BatchBuilder(batch_size=300, compression_type=0)  # three of the test's messages fit
+
+    async def send_batch(
+        self, batch: BatchBuilder, topic: str, *, partition: int
+    ) -> asyncio.Future[Acknowledged]:
+        records = [(record.key, record.value) for record in DefaultRecordBatch(batch._build())]
+        self.sent.append((partition, records))
+        first = self.ends.get(partition, 0)
+        self.ends[partition] = first + len(records)
+        acknowledged = asyncio.get_running_loop().create_future()
+        acknowledged.set_result(Acknowledged(partition, first))
+        return acknowledged
+
+
+async def test_messages_go_in_batches_per_partition_each_in_log_order(tmp_path: Path) -> None:
+    _, relay = relay_for(tmp_path)
+    producer = BatchingProducer()
+    messages = [
+        (KEYS[partition].encode(), f"message {n:02d}".encode() + bytes(40), [("n", b"%d" % n)])
+        for n, partition in enumerate([0, 1, 0, 0, 2, 0, 1, 0])
+    ]
+
+    acknowledged = await relay._send(cast(Any, producer), messages)
+
+    by_partition: dict[int, list[bytes | None]] = {}
+    for partition, records in producer.sent:
+        assert 1 <= len(records) <= 3, "a full batch is sent and a new one begun"
+        by_partition.setdefault(partition, []).extend(value for _, value in records)
+    for partition in range(PARTITIONS):
+        expected = [
+            value for key, value, _ in messages if partition_of(key, PARTITIONS) == partition
+        ]
+        assert by_partition.get(partition, []) == expected
+    assert len(producer.sent) == 4, "partition 0's five messages take two batches"
+    assert [count for _, count in acknowledged] == [len(records) for _, records in producer.sent]
+    relay._check_offsets(acknowledged)
+    assert relay._offsets == {partition: end - 1 for partition, end in producer.ends.items()}
+    assert await relay._send(cast(Any, producer), []) == []
