@@ -6,12 +6,14 @@ import logging
 
 import uvicorn
 from fastapi import FastAPI
+from prometheus_client import REGISTRY
 
 from contracts import KPI_READINGS, METRICS_EVENTS
 from services.metrics import api
 from services.metrics.application import MetricsApplication
 from services.metrics.policy import ReadingIngestor
 from services.metrics.publishing import integration_event
+from services.metrics.telemetry import KPICollector
 from services.shared.runtime import ServiceRuntime
 from services.shared.service_app import create_http_app
 from services.shared.settings import Settings
@@ -25,6 +27,7 @@ def create_app(settings: Settings) -> FastAPI:
         stagnation_tolerance=settings.stagnation_tolerance,
     )
     runtime = ServiceRuntime(settings, application, (METRICS_EVENTS, integration_event))
+    REGISTRY.register(KPICollector(application))
     runtime.subscribe(
         [KPI_READINGS], ReadingIngestor(application, runtime.dead_letters).handle_batch
     )

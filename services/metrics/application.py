@@ -30,7 +30,7 @@ from services.metrics.domain import (
     meaningful_change,
     parse_interval,
 )
-from services.metrics.telemetry import READINGS, KPIGauges
+from services.metrics.telemetry import READINGS
 from services.shared.errors import NotFound
 from services.shared.history import FieldChange, changes
 from services.shared.store import ServiceApplication, processing_event
@@ -94,7 +94,6 @@ class MetricsApplication(ServiceApplication):
         self.stagnation_tolerance = stagnation_tolerance
         self.kpis: dict[str, KPI] = {}
         self._kpis_by_id: dict[UUID, KPI] = {}
-        self._gauges = KPIGauges()
         #: Every event up to this log position is reflected in ``kpis``.
         self._followed = self.max_position()
         with replaying():
@@ -146,8 +145,6 @@ class MetricsApplication(ServiceApplication):
             touched, keys = self._record_new(readings, candidates, outcomes, actor, correlation_id)
             if touched:
                 self._commit(touched, keys)
-        for kpi in touched.values():
-            self._gauges.report(kpi)
         final = [outcome for outcome in outcomes if outcome is not None]
         for status in ("recorded", "duplicate", "rejected"):
             READINGS.labels(status).inc(sum(1 for o in final if o.status == status))
@@ -328,7 +325,6 @@ class MetricsApplication(ServiceApplication):
 
     def _hold(self, kpi: KPI) -> KPI:
         self.kpis[kpi.key] = self._kpis_by_id[kpi.id] = kpi
-        self._gauges.report(kpi)
         return kpi
 
     def _reload(self, kpi: KPI) -> None:

@@ -19,6 +19,7 @@ from services.alignment.__main__ import create_app as alignment_app
 from services.alignment.telemetry import AlignmentCollector
 from services.goal.__main__ import create_app as goal_app
 from services.metrics.__main__ import create_app as metrics_app
+from services.metrics.telemetry import KPICollector
 from services.shared.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -29,8 +30,9 @@ SERVICES = {"goal": goal_app, "metrics": metrics_app, "alignment": alignment_app
 @contextmanager
 def service_app(service: str, data_dir: Path, bootstrap: str = "127.0.0.1:9") -> Iterator[FastAPI]:
     """The service's app as its ``__main__`` builds it, on a store in ``data_dir``. The
-    alignment service registers its business metrics in the process-wide registry: they are
-    unregistered afterwards, so that another app can be built in the same process."""
+    metrics and alignment services register their business metrics in the process-wide
+    registry: they are unregistered afterwards, so that another app can be built in the same
+    process."""
     registered: list[Any] = []
     register = REGISTRY.register
 
@@ -47,7 +49,7 @@ def service_app(service: str, data_dir: Path, bootstrap: str = "127.0.0.1:9") ->
         yield app
     finally:
         for collector in registered:
-            if isinstance(collector, AlignmentCollector):
+            if isinstance(collector, AlignmentCollector | KPICollector):
                 REGISTRY.unregister(collector)
 
 

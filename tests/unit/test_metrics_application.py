@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from contracts import (
     Direction,
@@ -30,6 +31,7 @@ from services.metrics.domain import KPI
 from services.metrics.policy import MAX_READING_BYTES, InvalidReading
 from services.metrics.policy import parse_reading as parse_raw_reading
 from services.metrics.publishing import integration_event
+from services.metrics.telemetry import KPICollector
 from services.shared.errors import NotFound, RuleViolation
 from services.shared.settings import Settings
 from services.shared.store import store_environment
@@ -413,6 +415,27 @@ def test_readings_since_until_and_limit(app: MetricsApplication) -> None:
     assert ids(app.readings(NPS, since=day(1) + timedelta(seconds=1))) == ["d2", "d3", "d4"]
     assert ids(app.readings(NPS, since=day(5))) == []
     assert ids(app.readings(NPS, limit=2)) == ["d0", "d1"]
+
+
+def test_scrapes_show_each_kpis_latest_value_and_health(app: MetricsApplication) -> None:
+    registry = CollectorRegistry()
+    registry.register(KPICollector(app))
+    app.define_kpi(NPS, nps_command(), actor="alice")
+    app.define_kpi(CAC, cac_command(), actor="alice")
+    app.record([reading(value=40.0, observed_at=day(2)), reading(value=60.0, observed_at=day(1))])
+
+    def sample(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, labels)
+
+    assert sample("okr_kpi_value", kpi=NPS) == 40.0, "latest by observed time"
+    assert sample("okr_kpi_value", kpi=CAC) is None, "no reading yet: no value"
+    assert [sample("okr_kpi_health", kpi=NPS, health=h.value) for h in Health] == [
+        1.0 if h is Health.warning else 0.0 for h in Health
+    ]
+    assert {sample("okr_kpi_health", kpi=CAC, health=h.value) for h in Health} == {0.0}
+    app.record([reading(value=50.0, observed_at=day(3))])
+    assert sample("okr_kpi_value", kpi=NPS) == 50.0
+    assert sample("okr_kpi_health", kpi=NPS, health="healthy") == 1.0
 
 
 def test_staleness_at_twice_the_interval(app: MetricsApplication) -> None:
