@@ -377,7 +377,7 @@ class OutboxRelay:
         """Publish the next batch of stored events; returns how many log positions it moved
         past (internal events move the position without a message)."""
         last, messages = await asyncio.to_thread(self._prepare)
-        self._check_offsets(await self._send(producer, messages))
+        self._check_offsets(await send_batches(producer, self._topic, messages))
         advanced = last - self.position
         self._reached(last)
         OUTBOX_PUBLISHED.labels(self._topic).inc(len(messages))
@@ -385,40 +385,6 @@ class OutboxRelay:
             await self._checkpoint(producer)
         await self._report_backlog()
         return advanced
-
-    async def _send(
-        self, producer: AIOKafkaProducer, messages: Sequence[Message]
-    ) -> list[tuple[RecordMetadata, int]]:
-        """Send ``messages`` as record batches, one per partition (another when one is full),
-        each message to the partition its key gives, in order; returns each batch's
-        acknowledgement (its first offset) with its number of records. A whole batch costs
-        aiokafka a fraction of what sending its messages one by one does: no coroutine and no
-        future per message."""
-        if not messages:
-            return []  # an idle relay asks the broker nothing
-        partitions = len(await producer.partitions_for(self._topic))
-        filling: dict[int, BatchBuilder] = {}
-        sent: list[tuple[asyncio.Future[RecordMetadata], int]] = []
-        for key, value, headers in messages:
-            partition = outbox_checks.partition_of(key, partitions)
-            # Until the message is in a batch: a full batch is sent and a new one begun (an
-            # empty batch takes any one message, so this ends).
-            while (batch := filling.get(partition)) is None or batch.append(
-                timestamp=None, key=key, value=value, headers=headers
-            ) is None:
-                if batch is not None:
-                    sent.append(await self._send_batch(producer, batch, partition))
-                filling[partition] = producer.create_batch()
-        for partition, batch in filling.items():
-            sent.append(await self._send_batch(producer, batch, partition))
-        acknowledged = await asyncio.gather(*(delivery for delivery, _ in sent))
-        return [(metadata, count) for metadata, (_, count) in zip(acknowledged, sent, strict=True)]
-
-    async def _send_batch(
-        self, producer: AIOKafkaProducer, batch: BatchBuilder, partition: int
-    ) -> tuple[asyncio.Future[RecordMetadata], int]:
-        delivery = await producer.send_batch(batch, self._topic, partition=partition)
-        return delivery, batch.record_count()
 
     def _reached(self, position: int) -> None:
         """Everything up to ``position`` is acknowledged: a republish that got this far is
@@ -475,3 +441,37 @@ class OutboxRelay:
         head = await asyncio.to_thread(self._application.max_position)
         OUTBOX_BACKLOG.labels(self._topic).set(max(head - self.position, 0))
         OUTBOX_POSITION.labels(self._topic).set(self.position)
+
+
+async def send_batches(
+    producer: AIOKafkaProducer, topic: str, messages: Sequence[Message]
+) -> list[tuple[RecordMetadata, int]]:
+    """Send ``messages`` to ``topic`` as record batches, one per partition (another when one
+    is full), each message to the partition its key gives, in order; returns each batch's
+    acknowledgement (its first offset) with its number of records. A whole batch costs
+    aiokafka a fraction of what sending its messages one by one does: no coroutine and no
+    future per message."""
+    if not messages:
+        return []  # an idle relay asks the broker nothing
+    partitions = len(await producer.partitions_for(topic))
+    filling: dict[int, BatchBuilder] = {}
+    sent: list[tuple[asyncio.Future[RecordMetadata], int]] = []
+
+    async def send(batch: BatchBuilder, partition: int) -> None:
+        delivery = await producer.send_batch(batch, topic, partition=partition)
+        sent.append((delivery, batch.record_count()))
+
+    for key, value, headers in messages:
+        partition = outbox_checks.partition_of(key, partitions)
+        # Until the message is in a batch: a full batch is sent and a new one begun (an
+        # empty batch takes any one message, so this ends).
+        while (batch := filling.get(partition)) is None or batch.append(
+            timestamp=None, key=key, value=value, headers=headers
+        ) is None:
+            if batch is not None:
+                await send(batch, partition)
+            filling[partition] = producer.create_batch()
+    for partition, batch in filling.items():
+        await send(batch, partition)
+    acknowledged = await asyncio.gather(*(delivery for delivery, _ in sent))
+    return [(metadata, count) for metadata, (_, count) in zip(acknowledged, sent, strict=True)]

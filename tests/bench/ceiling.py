@@ -41,6 +41,7 @@ from services.metrics.policy import parse_reading
 from services.shared import long_poll
 from services.shared.consumer import event_type_header
 from services.shared.integration_events import encode_messages, envelope_for
+from services.shared.outbox import send_batches
 from services.shared.settings import Compression, Settings
 
 PREFIX = "bench.ceiling"
@@ -146,12 +147,8 @@ async def _run_stage(
                     events.append((moved, scored(record.value, event_type_header(record), moved)))
                 else:
                     parse_event(record.value or b"", event_type_header(record))
-            if sink is not None:
-                sent = [
-                    await producer.send(sink, value, key=key, headers=headers)
-                    for key, value, headers in encode_messages(events, lambda event, *_: event)
-                ]
-                await asyncio.gather(*sent)
+            if sink is not None:  # as the services' relays send
+                await send_batches(producer, sink, encode_messages(events, lambda event, *_: event))
             await consumer.commit()
         assert began is not None
         return began, time.monotonic()

@@ -21,7 +21,7 @@ from eventsourcing.persistence import Tracking
 from contracts import Envelope
 from services.shared import outbox, outbox_checks
 from services.shared.integration_events import encode_messages
-from services.shared.outbox import OutboxRelay
+from services.shared.outbox import OutboxRelay, send_batches
 from services.shared.outbox_checks import ExpectedTails, partition_of, republish_position
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication, store_environment
@@ -333,7 +333,7 @@ async def test_messages_go_in_batches_per_partition_each_in_log_order(tmp_path: 
         for n, partition in enumerate([0, 1, 0, 0, 2, 0, 1, 0])
     ]
 
-    acknowledged = await relay._send(cast(Any, producer), messages)
+    acknowledged = await send_batches(cast(Any, producer), "goal.events", messages)
 
     by_partition: dict[int, list[bytes | None]] = {}
     for partition, records in producer.sent:
@@ -348,4 +348,4 @@ async def test_messages_go_in_batches_per_partition_each_in_log_order(tmp_path: 
     assert [count for _, count in acknowledged] == [len(records) for _, records in producer.sent]
     relay._check_offsets(acknowledged)
     assert relay._offsets == {partition: end - 1 for partition, end in producer.ends.items()}
-    assert await relay._send(cast(Any, producer), []) == []
+    assert await send_batches(cast(Any, producer), "goal.events", []) == []
