@@ -8,6 +8,7 @@ broker behaviour the commit seam guards against.
 
 from __future__ import annotations
 
+import asyncio
 from itertools import chain
 from typing import Any
 
@@ -69,13 +70,21 @@ class _AdaptiveFetcher(Fetcher):  # type: ignore[misc]
     byte and may wait ``IDLE_FETCH_WAIT_MS``: an idle consumer wakes a few times a second
     instead of at every short wait, and the first record after a pause goes through at once.
 
+    Closing, it also lets go of the fetches in flight without raising their cancellation: the
+    library awaits each fetch it cancels, so one retrying while the broker was away raised
+    ``CancelledError`` out of ``consumer.stop()``, leaving the client open, and the caller took
+    it for its own cancellation (an idle outbox relay whose tail check met a broker restart
+    ended so, silently, and published nothing more).
+
     Relies on ``Fetcher`` keeping both settings in ``_fetch_min_bytes`` and
-    ``_fetch_max_wait_ms``, read for every request it builds, and on ``_proc_fetch_request``
-    returning whether the fetch added records.
+    ``_fetch_max_wait_ms``, read for every request it builds; on ``_proc_fetch_request``
+    returning whether the fetch added records; and on ``close`` cancelling the fetch routine
+    before it awaits the tasks in ``_pending_tasks``.
     """
 
     _fetch_min_bytes: int
     _fetch_max_wait_ms: int
+    _pending_tasks: set[asyncio.Task[Any]]
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -86,6 +95,18 @@ class _AdaptiveFetcher(Fetcher):  # type: ignore[misc]
         found: bool = await super()._proc_fetch_request(assignment, node_id, request)
         self._fetch_min_bytes, self._fetch_max_wait_ms = self._busy if found else self._idle
         return found
+
+    async def close(self) -> None:
+        in_flight = list(self._pending_tasks)
+        self._pending_tasks.clear()  # the library's close awaits none of them, then
+        try:
+            await super().close()
+        finally:
+            for task in in_flight:
+                task.cancel()
+            # Their cancellations come back as results; a cancellation of the caller still
+            # raises here.
+            await asyncio.gather(*in_flight, return_exceptions=True)
 
 
 async def _poll_without_pause(self: Any, consumer: Any) -> tuple[Any, ...]:

@@ -186,9 +186,11 @@ class OutboxRelay:
                     self.position = await self._resume_position()
                     async for _ in self._publish_while_leading(lease):
                         delay = 0.1
-                except asyncio.CancelledError:
-                    raise
-                except Exception:
+                except (Exception, asyncio.CancelledError) as failure:
+                    if isinstance(failure, asyncio.CancelledError) and _cancelled():
+                        raise  # the service stops the relay
+                    # Anything else fails this round only, a cancellation that a library let
+                    # out of itself too: a relay that ended would publish nothing, silently.
                     OUTBOX_ERRORS.labels(self._topic).inc()
                     log.exception("outbox relay to %s failed; retry in %.1fs", self._topic, delay)
                     await asyncio.sleep(delay)
@@ -441,6 +443,12 @@ class OutboxRelay:
         head = await asyncio.to_thread(self._application.max_position)
         OUTBOX_BACKLOG.labels(self._topic).set(max(head - self.position, 0))
         OUTBOX_POSITION.labels(self._topic).set(self.position)
+
+
+def _cancelled() -> bool:
+    """Whether the running task was asked to stop (not just handed a CancelledError)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 async def send_batches(

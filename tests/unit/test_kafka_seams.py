@@ -173,6 +173,30 @@ def test_an_idle_fetch_waits_long_for_the_first_record(
     assert settings(made) == (256 * 1024, 50)
 
 
+def test_the_library_closing_a_fetcher_awaits_the_fetches_it_cancels() -> None:
+    source = inspect.getsource(Fetcher.close)
+    assert "for x in self._pending_tasks:" in source
+    assert source.index("self._fetch_task.cancel()") < source.index("self._pending_tasks")
+
+
+def test_closing_a_fetcher_with_fetches_in_flight_lets_them_go_without_raising() -> None:
+    """As when a consumer stops while its fetches retry against a broker that went away: the
+    library's close raised their CancelledError out of ``consumer.stop()``."""
+
+    async def scenario() -> list[bool]:
+        made = kafka_seams._AdaptiveFetcher.__new__(kafka_seams._AdaptiveFetcher)
+        made._closed = False
+        made._fetch_waiters = set()
+        made._fetch_task = asyncio.create_task(asyncio.sleep(3600))
+        retrying = asyncio.create_task(asyncio.sleep(3600))  # a fetch in its back-off
+        made._pending_tasks = {retrying}
+        await asyncio.sleep(0)  # both under way
+        await made.close()
+        return [made._fetch_task.cancelled(), retrying.cancelled()]
+
+    assert asyncio.run(scenario()) == [True, True]
+
+
 # -- the batch subscriber's poll ---------------------------------------------------------------
 
 

@@ -273,6 +273,33 @@ async def test_a_republish_that_failed_midway_starts_over_until_it_got_through(
     assert await relay._resume_position() == 6, "got through: the topic is checked again"
 
 
+async def test_a_cancellation_that_is_not_the_relays_fails_one_round_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A library may let a CancelledError of its own out (aiokafka's ``consumer.stop()`` did,
+    in the tail check): the relay must not take it for its own and end; asked to stop, it
+    does."""
+    _, relay = relay_for(tmp_path)
+    rounds = 0
+    second_round = asyncio.Event()
+
+    async def keep_lease(lease: Any) -> Any:
+        nonlocal rounds
+        rounds += 1
+        if rounds == 1:
+            raise asyncio.CancelledError  # let out by a library
+        second_round.set()
+        await asyncio.Event().wait()  # leads until the service stops it
+
+    monkeypatch.setattr(relay, "_keep_lease", keep_lease)
+    running = asyncio.create_task(relay.run())
+    await asyncio.wait_for(second_round.wait(), 10)
+    assert rounds == 2
+    running.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await running
+
+
 def test_each_message_has_headers_of_its_own_that_aiokafka_takes() -> None:
     event = EXAMPLES["KPIRecorded"]
     [(_, _, first), (_, _, second)] = encode_messages([(1, event), (2, event)], lambda e, *_: e)
