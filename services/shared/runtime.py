@@ -68,16 +68,24 @@ async def _raw_body(message: StreamMessage[Any]) -> Any:
 CONSUMER_LINGER_SECONDS = 0.015
 
 
+#: Allocations (net of frees) between two young collections of the cyclic garbage collector.
+#: A young collection walks every object allocated since the one before that is still alive:
+#: while a batch is handled, that is most of the batch (about nine objects a consumed event,
+#: kept until the batch is stored), so the rarer they are, the fewer batches they walk.
+#: Cyclic garbage is still collected every so many allocations; other garbage goes at once.
+YOUNG_COLLECTION_ALLOCATIONS = 500_000
+
+
 def settle_heap() -> None:
     """Tune the cyclic garbage collector for a service whose state is loaded: that state lives
     as long as the process, so it is frozen out of the collector's generations, and young
-    collections are made rarer (the older ones keep their default ratios, so cyclic garbage
-    is still collected every few million allocations). Otherwise the collector rescans the
-    state while batches allocate, a large share of a batch's time (``tests.bench.inprocess``
-    shows it)."""
+    collections are made rarer (``YOUNG_COLLECTION_ALLOCATIONS``; the older generations keep
+    their default ratios to it). Otherwise the collector walks the state and the batch at
+    hand again and again while batches allocate, a large share of a batch's time
+    (``tests.bench.inprocess`` shows it)."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(50_000, 10, 10)
+    gc.set_threshold(YOUNG_COLLECTION_ALLOCATIONS, 10, 10)
 
 
 async def _commit(message: KafkaMessage) -> None:
