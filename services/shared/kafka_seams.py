@@ -19,7 +19,7 @@ from aiokafka.consumer.group_coordinator import GroupCoordinator
 from aiokafka.protocol.commit import OffsetCommitRequest
 from faststream.kafka.subscriber.usecase import BatchSubscriber
 
-__all__ = ["BATCH_POLL_MS", "IDLE_FETCH_WAIT_MS", "install"]
+__all__ = ["BATCH_POLL_MS", "IDLE_FETCH_WAIT_MS", "QuietlyClosingFetcher", "install"]
 
 #: How long the broker may hold the fetch of a consumer that found nothing last time: it
 #: answers as soon as one record comes, so this costs no latency, only idle wake-ups.
@@ -60,41 +60,19 @@ async def _commit_as_a_member(self: Any, assignment: Any, offsets: Any) -> None:
     await _library_commit(self, assignment, offsets)
 
 
-class _AdaptiveFetcher(Fetcher):  # type: ignore[misc]
-    """Fetches that gather batches under traffic and cost nothing while idle.
+class QuietlyClosingFetcher(Fetcher):  # type: ignore[misc]
+    """A fetcher whose close lets go of the fetches in flight without raising their
+    cancellation: the library awaits each fetch it cancels, so one retrying while the broker
+    was away raised ``CancelledError`` out of ``consumer.stop()``, leaving the client open,
+    and the caller took it for its own cancellation (an idle outbox relay whose tail check met
+    a broker restart ended so, silently, and published nothing more). The base of every
+    fetcher the services install (here and in ``long_poll``).
 
-    A consumer's ``fetch_min_bytes`` and ``fetch_max_wait_ms`` hold for a fetch that follows
-    one that found records: under a steady trickle the broker gathers a batch for up to the
-    wait, instead of answering record by record (every batch costs a commit and a settling of
-    the state, whatever its size). After a fetch that found nothing, the next asks for one
-    byte and may wait ``IDLE_FETCH_WAIT_MS``: an idle consumer wakes a few times a second
-    instead of at every short wait, and the first record after a pause goes through at once.
-
-    Closing, it also lets go of the fetches in flight without raising their cancellation: the
-    library awaits each fetch it cancels, so one retrying while the broker was away raised
-    ``CancelledError`` out of ``consumer.stop()``, leaving the client open, and the caller took
-    it for its own cancellation (an idle outbox relay whose tail check met a broker restart
-    ended so, silently, and published nothing more).
-
-    Relies on ``Fetcher`` keeping both settings in ``_fetch_min_bytes`` and
-    ``_fetch_max_wait_ms``, read for every request it builds; on ``_proc_fetch_request``
-    returning whether the fetch added records; and on ``close`` cancelling the fetch routine
-    before it awaits the tasks in ``_pending_tasks``.
+    Relies on ``close`` cancelling the fetch routine before it awaits the tasks in
+    ``_pending_tasks``.
     """
 
-    _fetch_min_bytes: int
-    _fetch_max_wait_ms: int
     _pending_tasks: set[asyncio.Task[Any]]
-
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
-        self._busy = (self._fetch_min_bytes, self._fetch_max_wait_ms)
-        self._idle = (1, max(IDLE_FETCH_WAIT_MS, self._fetch_max_wait_ms))
-
-    async def _proc_fetch_request(self, assignment: Any, node_id: int, request: Any) -> bool:
-        found: bool = await super()._proc_fetch_request(assignment, node_id, request)
-        self._fetch_min_bytes, self._fetch_max_wait_ms = self._busy if found else self._idle
-        return found
 
     async def close(self) -> None:
         in_flight = list(self._pending_tasks)
@@ -107,6 +85,35 @@ class _AdaptiveFetcher(Fetcher):  # type: ignore[misc]
             # Their cancellations come back as results; a cancellation of the caller still
             # raises here.
             await asyncio.gather(*in_flight, return_exceptions=True)
+
+
+class _AdaptiveFetcher(QuietlyClosingFetcher):
+    """Fetches that gather batches under traffic and cost nothing while idle.
+
+    A consumer's ``fetch_min_bytes`` and ``fetch_max_wait_ms`` hold for a fetch that follows
+    one that found records: under a steady trickle the broker gathers a batch for up to the
+    wait, instead of answering record by record (every batch costs a commit and a settling of
+    the state, whatever its size). After a fetch that found nothing, the next asks for one
+    byte and may wait ``IDLE_FETCH_WAIT_MS``: an idle consumer wakes a few times a second
+    instead of at every short wait, and the first record after a pause goes through at once.
+
+    Relies on ``Fetcher`` keeping both settings in ``_fetch_min_bytes`` and
+    ``_fetch_max_wait_ms``, read for every request it builds, and on ``_proc_fetch_request``
+    returning whether the fetch added records.
+    """
+
+    _fetch_min_bytes: int
+    _fetch_max_wait_ms: int
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._busy = (self._fetch_min_bytes, self._fetch_max_wait_ms)
+        self._idle = (1, max(IDLE_FETCH_WAIT_MS, self._fetch_max_wait_ms))
+
+    async def _proc_fetch_request(self, assignment: Any, node_id: int, request: Any) -> bool:
+        found: bool = await super()._proc_fetch_request(assignment, node_id, request)
+        self._fetch_min_bytes, self._fetch_max_wait_ms = self._busy if found else self._idle
+        return found
 
 
 async def _poll_without_pause(self: Any, consumer: Any) -> tuple[Any, ...]:

@@ -18,7 +18,8 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiokafka.consumer.consumer
-from aiokafka.consumer.fetcher import Fetcher
+
+from services.shared.kafka_seams import QuietlyClosingFetcher
 
 #: The least time between two fetches from one broker when the first found nothing: what a
 #: record arriving in between may wait, at most, before it is fetched.
@@ -29,19 +30,14 @@ __all__ = ["EMPTY_FETCH_PAUSE", "install", "installed"]
 _pause = EMPTY_FETCH_PAUSE
 
 
-class _PatientFetcher(Fetcher):  # type: ignore[misc]
+class _PatientFetcher(QuietlyClosingFetcher):
     async def _proc_fetch_request(self, assignment: Any, node_id: int, request: Any) -> bool:
         began = time.monotonic()
         found: bool = await super()._proc_fetch_request(assignment, node_id, request)
         if not found:
             rest = _pause - (time.monotonic() - began)
             if rest > 0:
-                try:
-                    await asyncio.sleep(rest)  # the wait the broker did not do
-                except asyncio.CancelledError:
-                    # As the library's own fetch: the consumer's close awaits its cancelled
-                    # fetches and expects them to end quietly.
-                    return False
+                await asyncio.sleep(rest)  # the wait the broker did not do
         return found
 
 

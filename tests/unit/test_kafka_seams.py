@@ -18,7 +18,7 @@ from aiokafka.protocol.commit import OffsetCommitRequest
 from aiokafka.structs import TopicPartition
 from faststream.kafka.subscriber.usecase import BatchSubscriber, LogicSubscriber
 
-from services.shared import kafka_seams
+from services.shared import kafka_seams, long_poll
 
 
 def test_the_commit_the_seam_wraps_keeps_its_signature() -> None:
@@ -179,12 +179,17 @@ def test_the_library_closing_a_fetcher_awaits_the_fetches_it_cancels() -> None:
     assert source.index("self._fetch_task.cancel()") < source.index("self._pending_tasks")
 
 
-def test_closing_a_fetcher_with_fetches_in_flight_lets_them_go_without_raising() -> None:
+@pytest.mark.parametrize(
+    "kind", [kafka_seams._AdaptiveFetcher, long_poll._PatientFetcher], ids=["kafka", "noida-db"]
+)
+def test_closing_a_fetcher_with_fetches_in_flight_lets_them_go_without_raising(
+    kind: type[kafka_seams.QuietlyClosingFetcher],
+) -> None:
     """As when a consumer stops while its fetches retry against a broker that went away: the
     library's close raised their CancelledError out of ``consumer.stop()``."""
 
     async def scenario() -> list[bool]:
-        made = kafka_seams._AdaptiveFetcher.__new__(kafka_seams._AdaptiveFetcher)
+        made = kind.__new__(kind)
         made._closed = False
         made._fetch_waiters = set()
         made._fetch_task = asyncio.create_task(asyncio.sleep(3600))
