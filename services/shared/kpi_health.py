@@ -64,14 +64,20 @@ def extend_streak(
     Any value that is not unhealthy breaks it."""
     if state != Health.unhealthy:  # != rather than "is not": state may be a plain str
         return None
-    start = _bucket_start(observed_at)
     if streak is None:
-        return UnhealthyStreak(since=observed_at, buckets=[(start, value, value, value)])
+        # Constructed, not validated: every field is made here with its declared type.
+        start = _bucket_start(observed_at)
+        return UnhealthyStreak.model_construct(
+            since=observed_at, buckets=[(start, value, value, value)]
+        )
     last_start, low, high, _ = streak.buckets[-1]
-    if start <= last_start:
+    # Bucket starts are bucket boundaries, so a value observed before the end of the last
+    # bucket falls in it (or is late, and the last bucket takes it): most values do, and
+    # their own bucket's start need not be worked out.
+    if observed_at < last_start + STREAK_BUCKET:
         streak.buckets[-1] = (last_start, min(low, value), max(high, value), value)
     else:
-        streak.buckets.append((start, value, value, value))
+        streak.buckets.append((_bucket_start(observed_at), value, value, value))
         horizon = observed_at - STREAK_HISTORY
         while len(streak.buckets) > 1 and streak.buckets[0][0] < horizon:
             streak.buckets.pop(0)

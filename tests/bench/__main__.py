@@ -60,6 +60,7 @@ from contracts import ALIGNMENT_EVENTS, GOAL_EVENTS, KPI_READINGS, METRICS_EVENT
 from services.goal.application import GoalApplication
 from services.shared import long_poll
 from services.shared.broker import TOPIC_PARTITIONS, ensure_topics, topic_partitions
+from services.shared.integration_events import Message
 from services.shared.local_broker import (
     BrokerKind,
     BrokerUnavailable,
@@ -68,6 +69,7 @@ from services.shared.local_broker import (
     local_broker,
 )
 from services.shared.long_poll import EMPTY_FETCH_PAUSE
+from services.shared.outbox import send_batches
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication, store_environment
 from tests.bench.ceiling import ceilings
@@ -207,7 +209,11 @@ def peak_rss_bytes(service: ServiceProcess) -> int:
 
 
 async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, bytes]]) -> float:
-    """Produce everything; returns when the first message was sent (monotonic)."""
+    """Produce everything; returns when the first message was sent (monotonic).
+
+    Sent as record batches, the way the services' relays send (``send_batches``): the
+    readings' producer stands for the sources, on other hosts in production, and sending
+    one message at a time took a whole core from the services on this one while it ran."""
     producer = AIOKafkaProducer(
         bootstrap_servers=bootstrap,
         linger_ms=5,
@@ -217,14 +223,15 @@ async def produce(bootstrap: str, topic: str, messages: Iterable[tuple[bytes, by
     await producer.start()
     try:
         began = time.monotonic()
-        pending = []
-        for key, value in messages:
-            pending.append(await producer.send(topic, value, key=key))
-            if len(pending) >= 10_000:  # bounded: the futures of a million sends add up
-                await asyncio.gather(*pending)
-                pending.clear()
-        await asyncio.gather(*pending)
-        return began
+        remaining = iter(messages)
+        # In bounded chunks: a million messages at once would take hundreds of MB.
+        while True:
+            chunk: list[Message] = [
+                (key, value, []) for key, value in itertools.islice(remaining, 10_000)
+            ]
+            if not chunk:
+                return began
+            await send_batches(producer, topic, chunk)
     finally:
         await producer.stop()
 

@@ -27,7 +27,7 @@ from services.metrics.domain import (
     meets,
     parse_interval,
 )
-from services.shared.kpi_health import stagnation_holds_until
+from services.shared.kpi_health import STREAK_BUCKET, stagnation_holds_until
 
 HIGHER = Direction.higher_is_better
 LOWER = Direction.lower_is_better
@@ -455,3 +455,41 @@ def test_replaying_the_events_gives_the_same_state() -> None:
     assert replayed.version == 6
     assert (replayed.latest_value, replayed.readings, replayed.health) == (55.0, 4, Health.healthy)
     assert replayed.last_arrival == events[-1].timestamp
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    steps=st.lists(
+        st.tuples(
+            # Whole hours as often as not: bucket boundaries are whole hours.
+            st.integers(-48, 48).map(lambda hours: hours * 3600)
+            | st.integers(-2 * 24 * 3600, 2 * 24 * 3600),
+            st.floats(0, 30),
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_a_streak_keeps_each_value_in_the_bucket_of_its_observed_time(
+    steps: list[tuple[int, float]],
+) -> None:
+    """Bucket by bucket of observed time, low, high and last value; a late value (observed
+    before the last bucket began) goes to the last bucket."""
+    streak: UnhealthyStreak | None = None
+    expected: list[tuple[datetime, float, float, float]] = []
+    observed = T0
+    for offset_seconds, value in steps:
+        observed += timedelta(seconds=offset_seconds)
+        streak = extend_streak(streak, Health.unhealthy, value, observed)
+        start = datetime.fromtimestamp(
+            observed.timestamp() // STREAK_BUCKET.total_seconds() * STREAK_BUCKET.total_seconds(),
+            tz=UTC,
+        )
+        if expected and start <= expected[-1][0]:
+            last_start, low, high, _ = expected[-1]
+            expected[-1] = (last_start, min(low, value), max(high, value), value)
+        else:
+            expected.append((start, value, value, value))
+    assert streak is not None
+    assert streak.since == T0 + timedelta(seconds=steps[0][0])
+    assert streak.buckets == expected
