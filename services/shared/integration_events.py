@@ -80,13 +80,21 @@ def encode_messages(
 ) -> list[Message]:
     """The messages of stored (position, domain event) pairs, each in the epoch of the log
     its position belongs to; internal events have none."""
+    return [message for _, message in positioned_messages(events, translate, epochs)]
+
+
+def positioned_messages(
+    events: Iterable[tuple[int, Any]], translate: Translator, epochs: LogEpochs | None = None
+) -> list[tuple[int, Message]]:
+    """``encode_messages``, each message with the log position of its event."""
     messages = []
     for position, domain_event in events:
         envelope = translate(domain_event, position, epochs.at(position) if epochs else "")
         if envelope is None:
             continue
         # A list of its own for each message: aiokafka takes nothing else.
-        messages.append((envelope.key(), envelope.to_json(), list(_headers(type(envelope)))))
+        message = (envelope.key(), envelope.to_json(), list(_headers(type(envelope))))
+        messages.append((position, message))
     return messages
 
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import functools
 import json
 import logging
@@ -46,7 +47,7 @@ from eventsourcing.persistence import Recording, Tracking
 
 from contracts.topics import AUDIT_HEADS
 from services.shared import outbox_checks
-from services.shared.integration_events import Message, Translator, encode_messages
+from services.shared.integration_events import Message, Translator, positioned_messages
 from services.shared.recorder import Lease
 from services.shared.settings import Compression
 from services.shared.store import OUTBOX_TRACKING_PREFIX, ServiceApplication
@@ -127,6 +128,8 @@ class OutboxRelay:
         self._republishing: tuple[int, int] | None = None
         #: What the partitions must end with, and when an idle relay next checks them.
         self._expected = outbox_checks.ExpectedTails(partitions=0)
+        #: Where the messages published since the last resume went, for the next check.
+        self._published = outbox_checks.PublishedSince(partitions=0, after=0, upto=0)
         self._tail_check_due = 0.0
         #: The check under way: the position to republish after, or None when nothing was lost.
         self._tail_check: asyncio.Task[int | None] | None = None
@@ -184,6 +187,7 @@ class OutboxRelay:
                 try:
                     lease = await self._keep_lease(lease)
                     self.position = await self._resume_position()
+                    self._published = outbox_checks.PublishedSince(0, self.position, self.position)
                     async for _ in self._publish_while_leading(lease):
                         delay = 0.1
                 except (Exception, asyncio.CancelledError) as failure:
@@ -286,15 +290,19 @@ class OutboxRelay:
                 return True
         if idle and self._tail_check is None and time.monotonic() >= self._tail_check_due:
             self._tail_check_due = time.monotonic() + self._tail_check_seconds
-            self._tail_check = asyncio.create_task(self._lost_from(self.position))
+            published = dataclasses.replace(self._published, latest=dict(self._published.latest))
+            self._tail_check = asyncio.create_task(self._lost_from(self.position, published))
             self._tail_check.add_done_callback(lambda _: self._wake.set())
         return False
 
-    async def _lost_from(self, upto: int) -> int | None:
+    async def _lost_from(
+        self, upto: int, published: outbox_checks.PublishedSince | None = None
+    ) -> int | None:
         """The position to republish after when a partition of the topic lost events
-        published up to ``upto``; None when none did."""
+        published up to ``upto`` (of which ``published``, if given, says where this relay's
+        latest messages went); None when none did."""
         tails = await outbox_checks.published_tails(self._client_options, self._topic)
-        position = await asyncio.to_thread(self._republish_position, tails, upto)
+        position = await asyncio.to_thread(self._republish_position, tails, upto, published)
         if position is None and await self._lost_beginning(upto, len(tails) or 1):
             position = 0
         if position is not None:
@@ -342,13 +350,22 @@ class OutboxRelay:
         epochs = {name for _, name in self._application.tracking_recorder.select_epochs()}
         return dict(self._first_events[2]), epochs | {""}
 
-    def _republish_position(self, tails: Mapping[int, int | None], upto: int) -> int | None:
+    def _republish_position(
+        self,
+        tails: Mapping[int, int | None],
+        upto: int,
+        published: outbox_checks.PublishedSince | None = None,
+    ) -> int | None:
         """``outbox_checks.republish_position`` for this relay's topic, whose partitions end
-        with ``tails``, from the stored events."""
+        with ``tails``, from the stored events and what the relay ``published``."""
         partitions = len(tails) or 1  # a missing topic lost everything: as one empty partition
         if self._expected.partitions != partitions:
             self._expected = outbox_checks.ExpectedTails(partitions)
         read = functools.partial(self._placed, partitions=partitions)
+        if published is not None:
+            # Placing each stored event decodes and translates it: while publishing, one
+            # partition may go without a message for tens of thousands of events.
+            self._expected.catch_up(published, read)
         return outbox_checks.republish_position(self._expected, tails, upto, read)
 
     def _placed(
@@ -368,18 +385,21 @@ class OutboxRelay:
                     else outbox_checks.partition_of(envelope.key(), partitions),
                 )
 
-    def _prepare(self) -> tuple[int, list[Message]]:
+    def _prepare(self) -> tuple[int, list[tuple[int, Message]]]:
         """Read the next stored events and encode them (in a worker thread: this is CPU work
-        the event loop need not wait for). Returns the last position read and the messages."""
+        the event loop need not wait for). Returns the last position read and the messages,
+        each with its event's position."""
         events = self._next_events()
-        messages = encode_messages(events, self._translate, self._application.log_epochs())
+        messages = positioned_messages(events, self._translate, self._application.log_epochs())
         return (events[-1][0] if events else self.position), messages
 
     async def publish_pending(self, producer: AIOKafkaProducer) -> int:
         """Publish the next batch of stored events; returns how many log positions it moved
         past (internal events move the position without a message)."""
-        last, messages = await asyncio.to_thread(self._prepare)
+        last, positioned = await asyncio.to_thread(self._prepare)
+        messages = [message for _, message in positioned]
         self._check_offsets(await send_batches(producer, self._topic, messages))
+        await self._note_published(producer, positioned, last)
         advanced = last - self.position
         self._reached(last)
         OUTBOX_PUBLISHED.labels(self._topic).inc(len(messages))
@@ -387,6 +407,26 @@ class OutboxRelay:
             await self._checkpoint(producer)
         await self._report_backlog()
         return advanced
+
+    async def _note_published(
+        self, producer: AIOKafkaProducer, positioned: Sequence[tuple[int, Message]], last: int
+    ) -> None:
+        """Keep where the acknowledged messages of the events up to ``last`` went."""
+        if positioned:
+            partitions = len(await producer.partitions_for(self._topic))
+            if partitions != self._published.partitions:  # the first messages, or more partitions
+                self._published = outbox_checks.PublishedSince(
+                    partitions, self.position, self.position
+                )
+            self._published.note(
+                (
+                    (position, outbox_checks.partition_of(key, partitions))
+                    for position, (key, _, _) in positioned
+                ),
+                last,
+            )
+        else:
+            self._published.upto = last
 
     def _reached(self, position: int) -> None:
         """Everything up to ``position`` is acknowledged: a republish that got this far is

@@ -110,6 +110,16 @@ class ExpectedTails:
         self.latest |= first_met(newest_first, self.partitions)
         self.upto = max(self.upto, upto)
 
+    def catch_up(self, published: PublishedSince, read: PlacedReader) -> None:
+        """Bring ``latest`` up to ``published.upto``: the store is read only up to where the
+        relay's publishing began (once per resume), the rest is what it published since."""
+        if published.partitions != self.partitions or self.upto > published.upto:
+            return  # placed for other partitions, or older than what is known
+        if self.upto < published.after:
+            self.read(read(self.upto, published.after, True), published.after)
+        self.latest |= published.latest
+        self.upto = published.upto
+
     def lost(self, tails: Mapping[int, int | None]) -> dict[int, int]:
         """The partitions whose last message is behind the latest event published there,
         each with the position of that last message (0 for an empty or missing partition)."""
@@ -117,6 +127,26 @@ class ExpectedTails:
         return {
             partition: tail for partition, tail in found.items() if self.latest[partition] > tail
         }
+
+
+@dataclass
+class PublishedSince:
+    """Where a relay's messages went since it resumed publishing after position ``after``:
+    ``latest`` is the position of the latest message acknowledged in each partition of a
+    topic of ``partitions`` partitions, among the events up to ``upto``. The relay keeps it
+    as it publishes, so that a check need not read the store for what it published itself."""
+
+    partitions: int
+    after: int
+    upto: int
+    latest: dict[int, int] = field(default_factory=dict)
+
+    def note(self, placed: Iterable[Placed], upto: int) -> None:
+        """The events up to ``upto`` are published; ``placed`` their messages' partitions."""
+        for position, partition in placed:
+            if partition is not None:
+                self.latest[partition] = position
+        self.upto = upto
 
 
 def republish_position(

@@ -17,12 +17,19 @@ from aiokafka.record.default_records import DefaultRecordBatch, DefaultRecordBat
 from aiokafka.structs import RecordMetadata
 from eventsourcing.domain import Aggregate, event
 from eventsourcing.persistence import Tracking
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from contracts import Envelope
 from services.shared import outbox, outbox_checks
 from services.shared.integration_events import encode_messages
 from services.shared.outbox import OutboxRelay, send_batches
-from services.shared.outbox_checks import ExpectedTails, partition_of, republish_position
+from services.shared.outbox_checks import (
+    ExpectedTails,
+    PublishedSince,
+    partition_of,
+    republish_position,
+)
 from services.shared.settings import Settings
 from services.shared.store import ServiceApplication, store_environment
 from tests.unit.test_contracts import EXAMPLES
@@ -100,13 +107,18 @@ class Keyed:
         return self.aggregate_id.encode()
 
 
-def stored_log(tmp_path: Path, placement: list[int | None]) -> OutboxRelay:
+def stored_log(
+    tmp_path: Path, placement: list[int | None], translated: list[int] | None = None
+) -> OutboxRelay:
     """A relay over a log whose event at position n + 1 has its message in partition
-    ``placement[n]`` (None: an internal event), read from the store a page of two at a time."""
+    ``placement[n]`` (None: an internal event), read from the store a page of two at a time;
+    the positions of the events it translates are added to ``translated``."""
     application = ServiceApplication(env=store_environment(Settings(data_dir=tmp_path)))
     saved_events(application, len(placement))
 
     def translate(event: Any, position: int, epoch: str = "") -> Envelope | None:
+        if translated is not None:
+            translated.append(position)
         partition = placement[position - 1]
         return None if partition is None else cast(Envelope, Keyed(KEYS[partition]))
 
@@ -183,6 +195,70 @@ def test_the_check_reads_only_what_it_needs() -> None:
     assert republish_position(expected, tails, 8, read) is None
     assert read_positions == [8]
     assert expected == ExpectedTails(PARTITIONS, upto=8, latest={0: 5, 1: 6, 2: 8})
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    placement=st.lists(st.sampled_from([0, 1, 2, None]), min_size=1, max_size=30),
+    cuts=st.tuples(st.floats(0, 1), st.floats(0, 1)),
+    tails=st.lists(st.integers(0, 30) | st.none(), min_size=PARTITIONS, max_size=PARTITIONS),
+)
+def test_what_the_relay_published_places_its_events_as_the_store_does(
+    placement: list[int | None], cuts: tuple[float, float], tails: list[int | None]
+) -> None:
+    """A check given what the relay published since it resumed (``PublishedSince``) answers as
+    one that places every stored event, and reads the store only up to the resume."""
+    upto = len(placement)
+    resumed, checked_before = (int(cut * upto) for cut in cuts)
+    read_positions: list[int] = []
+
+    def read(after: int, upto: int, newest_first: bool) -> Iterator[tuple[int, int | None]]:
+        positions = range(after + 1, upto + 1)
+        for position in reversed(positions) if newest_first else positions:
+            read_positions.append(position)
+            yield position, placement[position - 1]
+
+    ends = {partition: min(tail, upto) if tail else tail for partition, tail in enumerate(tails)}
+    answer = republish_position(ExpectedTails(PARTITIONS), ends, upto, read)
+
+    expected = ExpectedTails(PARTITIONS)  # as kept by an earlier check, before this one
+    republish_position(expected, ends, checked_before, read)
+    published = PublishedSince(PARTITIONS, resumed, resumed)
+    published.note(
+        ((position, placement[position - 1]) for position in range(resumed + 1, upto + 1)), upto
+    )
+    read_positions.clear()
+    expected.catch_up(published, read)
+    assert all(position <= max(resumed, checked_before) for position in read_positions)
+    assert republish_position(expected, ends, upto, read) == answer
+
+
+async def test_a_check_reads_the_store_only_for_the_events_before_the_relay_resumed(
+    tmp_path: Path,
+) -> None:
+    """The relay keeps where it published each message since it resumed; a check while it
+    publishes places no such event again (placing one decodes and translates it), and still
+    finds a partition that lost its tail."""
+    placement: list[int | None] = [0, 1, 2, 0, None, 1, 0, 0, 0, 0]
+    translated: list[int] = []
+    relay = stored_log(tmp_path / "kept", placement, translated)
+    relay.position = 4
+    relay._published = PublishedSince(0, 4, 4)  # as ``run`` starts it after resuming at 4
+    producer = cast(Any, BatchingProducer())
+    positioned = [
+        (position, (KEYS[partition].encode(), b"{}", []))
+        for position, partition in enumerate(placement, start=1)
+        if position > 4 and partition is not None
+    ]
+    for upto in (7, 10):  # two batches
+        await relay._note_published(producer, [p for p in positioned if p[0] <= upto], upto)
+        relay._reached(upto)
+
+    assert relay._republish_position({0: 10, 1: 6, 2: 3}, 10, relay._published) is None
+    assert set(translated) <= {1, 2, 3, 4}
+    assert relay._republish_position({0: 10, 1: 2, 2: 3}, 10, relay._published) == 5
+    reference = stored_log(tmp_path / "read", placement)
+    assert reference._republish_position({0: 10, 1: 2, 2: 3}, 10) == 5
 
 
 async def test_an_idle_relay_checks_the_tails_when_due(
