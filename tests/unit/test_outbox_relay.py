@@ -22,7 +22,7 @@ from hypothesis import strategies as st
 
 from contracts import Envelope
 from services.shared import outbox, outbox_checks
-from services.shared.integration_events import encode_messages
+from services.shared.integration_events import Message, encode_messages
 from services.shared.outbox import OutboxRelay, send_batches
 from services.shared.outbox_checks import (
     ExpectedTails,
@@ -245,7 +245,7 @@ async def test_a_check_reads_the_store_only_for_the_events_before_the_relay_resu
     relay.position = 4
     relay._published = PublishedSince(0, 4, 4)  # as ``run`` starts it after resuming at 4
     producer = cast(Any, BatchingProducer())
-    positioned = [
+    positioned: list[tuple[int, Message]] = [
         (position, (KEYS[partition].encode(), b"{}", []))
         for position, partition in enumerate(placement, start=1)
         if position > 4 and partition is not None
