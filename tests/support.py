@@ -47,8 +47,14 @@ def apache_kafka(data_dir: Path) -> ApacheKafka:
     return kafka
 
 
-def wait_for(condition: Callable[[], T], within: float = 30.0, what: str = "condition") -> T:
-    """Poll ``condition`` until it returns something truthy; fail after ``within`` seconds."""
+def wait_for(
+    condition: Callable[[], T],
+    within: float = 30.0,
+    what: str = "condition",
+    interval: float = 0.05,
+) -> T:
+    """Poll ``condition`` every ``interval`` seconds until it returns something truthy; fail
+    after ``within`` seconds."""
     deadline = time.monotonic() + within
     while True:
         result = condition()
@@ -56,7 +62,7 @@ def wait_for(condition: Callable[[], T], within: float = 30.0, what: str = "cond
             return result
         if time.monotonic() > deadline:
             raise TimeoutError(f"timed out after {within:.0f}s waiting for {what}")
-        time.sleep(0.05)
+        time.sleep(interval)
 
 
 #: Every service process the tests started, so that one left running is found and stopped.
