@@ -421,7 +421,7 @@ class OutboxRelay:
             self._published.note(
                 (
                     (position, outbox_checks.partition_of(key, partitions))
-                    for position, (key, _, _) in positioned
+                    for position, (key, _, _) in reversed(positioned)
                 ),
                 last,
             )

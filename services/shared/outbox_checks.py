@@ -141,11 +141,11 @@ class PublishedSince:
     upto: int
     latest: dict[int, int] = field(default_factory=dict)
 
-    def note(self, placed: Iterable[Placed], upto: int) -> None:
-        """The events up to ``upto`` are published; ``placed`` their messages' partitions."""
-        for position, partition in placed:
-            if partition is not None:
-                self.latest[partition] = position
+    def note(self, newest_first: Iterable[Placed], upto: int) -> None:
+        """The events up to ``upto`` are published; ``newest_first`` places those since the
+        last note, newest first, and is read only until every partition has met one (as
+        ``ExpectedTails.read``): a batch costs a few placements, not one per message."""
+        self.latest |= first_met(newest_first, self.partitions)
         self.upto = upto
 
 

@@ -225,7 +225,11 @@ def test_what_the_relay_published_places_its_events_as_the_store_does(
     republish_position(expected, ends, checked_before, read)
     published = PublishedSince(PARTITIONS, resumed, resumed)
     published.note(
-        ((position, placement[position - 1]) for position in range(resumed + 1, upto + 1)), upto
+        (
+            (position, placement[position - 1])
+            for position in reversed(range(resumed + 1, upto + 1))
+        ),
+        upto,
     )
     read_positions.clear()
     expected.catch_up(published, read)
@@ -253,6 +257,7 @@ async def test_a_check_reads_the_store_only_for_the_events_before_the_relay_resu
     for upto in (7, 10):  # two batches
         await relay._note_published(producer, [p for p in positioned if p[0] <= upto], upto)
         relay._reached(upto)
+    assert relay._published.latest == {0: 10, 1: 6}, "each partition's latest message"
 
     assert relay._republish_position({0: 10, 1: 6, 2: 3}, 10, relay._published) is None
     assert set(translated) <= {1, 2, 3, 4}
