@@ -6,7 +6,6 @@ Each concrete event is a subclass that fixes ``event_type`` and ``schema_version
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import uuid
 from typing import Any, ClassVar, Literal, Self
@@ -40,30 +39,6 @@ class ContractModel(BaseModel):
         # Frozen: a copy could never differ. Aggregates holding definitions are deep-copied
         # on every read from the repository's cache, and copying these was most of it.
         return self
-
-    @classmethod
-    def trusted(cls, **fields: Any) -> Self:
-        """Build without validation, for the hot path of publishing events that a service read
-        back from its own store, where they were validated on the way in. Every field must be
-        given, with its declared type. What pydantic's ``model_construct`` makes of such
-        fields, for a fraction of its cost (it also fills defaults and resolves aliases);
-        ``tests/unit/test_contracts_trusted.py`` holds the two equal."""
-        if fields.keys() != _field_names(cls):
-            raise TypeError(
-                f"{cls.__name__}.trusted takes every field: {sorted(_field_names(cls))}"
-            )
-        model = cls.__new__(cls)
-        object.__setattr__(model, "__dict__", fields)
-        object.__setattr__(model, "__pydantic_fields_set__", set(fields))
-        object.__setattr__(model, "__pydantic_extra__", None)
-        object.__setattr__(model, "__pydantic_private__", None)
-        return model
-
-
-@functools.cache
-def _field_names(model: type[BaseModel]) -> frozenset[str]:
-    # Read once per class: ``model_fields`` is built anew on every access.
-    return frozenset(model.model_fields)
 
 
 def _require_identifying_fields(schema: dict[str, Any]) -> None:

@@ -20,7 +20,9 @@ import pytest
 from aiokafka import AIOKafkaConsumer, ConsumerRecord
 from prometheus_client.parser import text_string_to_metric_families
 
+from contracts import Envelope, parse_event
 from services.shared import broker
+from services.shared.integration_events import Publication
 from services.shared.local_broker import ApacheKafka, BrokerUnavailable, free_port
 
 T = TypeVar("T")
@@ -232,3 +234,15 @@ def metric_value(service_url: str, name: str, **labels: str) -> float:
         for (sample_name, sample_labels), value in scrape(service_url).items()
         if sample_name == name and labels.items() <= dict(sample_labels).items()
     )
+
+
+def sent_envelope(publication: Publication | None) -> Envelope:
+    """The contract model of what a relay sends for ``publication``, checked to be the very
+    bytes and key it sends."""
+    assert publication is not None
+    envelope = publication.envelope()
+    assert publication.value == envelope.to_json()
+    assert parse_event(publication.value, envelope.event_type) == envelope
+    assert publication.key == envelope.key()
+    assert publication.event_class is type(envelope)
+    return envelope

@@ -17,7 +17,7 @@ from contracts import (
     ObjectiveSet,
 )
 from services.goal.domain import CataloguedKPI, Objective, ObjectiveScores
-from services.shared.integration_events import envelope_for
+from services.shared.integration_events import Publication, publication_for
 
 
 def published_form(domain_event: Any) -> tuple[type[Envelope], ContractModel]:
@@ -44,12 +44,12 @@ def published_form(domain_event: Any) -> tuple[type[Envelope], ContractModel]:
     raise TypeError(f"no integration event for {type(domain_event).__qualname__}")
 
 
-def integration_event(domain_event: Any, position: int, epoch: str = "") -> Envelope | None:
-    """The envelope the outbox publishes for the stored event at ``position`` of the log, or
+def integration_event(domain_event: Any, position: int, epoch: str = "") -> Publication | None:
+    """What the outbox publishes for the stored event at ``position`` of the log, or
     None for what was noted from other services, which stays internal."""
     if isinstance(domain_event, ObjectiveScores.Event | CataloguedKPI.Event):
         return None
     event_class, payload = published_form(domain_event)
-    return envelope_for(
+    return publication_for(
         event_class, domain_event, position, payload, str(domain_event.originator_id), epoch=epoch
     )

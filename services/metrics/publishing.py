@@ -6,45 +6,37 @@ from __future__ import annotations
 
 from typing import Any
 
-from contracts import (
-    ContractModel,
-    Envelope,
-    Health,
-    KPIDefined,
-    KPIDefinition,
-    KPIRecorded,
-    KPIRecordedPayload,
-)
+from contracts import KPIDefined, KPIDefinition, KPIRecorded
 from services.metrics.domain import KPI
-from services.shared.integration_events import envelope_for
+from services.shared.integration_events import Publication, publication_for
 
 
-def published_form(domain_event: Any) -> tuple[str, type[Envelope], ContractModel]:
-    """The KPI key, integration event class and payload a stored KPI event is published as."""
+def integration_event(domain_event: Any, position: int, epoch: str = "") -> Publication:
+    """What the outbox publishes; the aggregate id (and Kafka key) is the KPI key."""
+    if isinstance(domain_event, KPI.Recorded):
+        # The stored fields as they are, in the payload's order: one per reading, from events
+        # validated when recorded.
+        payload = {
+            "kpi": domain_event.kpi,
+            "value": domain_event.value,
+            "observed_at": domain_event.observed_at,
+            "source": domain_event.source,
+            "reading_id": domain_event.reading_id,
+            "unit": domain_event.unit,
+            "health": domain_event.health,
+        }
+        return publication_for(
+            KPIRecorded,
+            domain_event,
+            position,
+            payload,
+            domain_event.kpi,
+            epoch=epoch,
+            trusted=True,
+        )
     if isinstance(domain_event, KPI.Defined | KPI.Redefined):
         definition = KPIDefinition.model_validate(domain_event.definition)
-        return definition.key, KPIDefined, definition
-    if isinstance(domain_event, KPI.Recorded):
-        # Constructed, not validated: one per reading, from events validated when recorded.
-        return (
-            domain_event.kpi,
-            KPIRecorded,
-            KPIRecordedPayload.trusted(
-                kpi=domain_event.kpi,
-                value=domain_event.value,
-                observed_at=domain_event.observed_at,
-                source=domain_event.source,
-                reading_id=domain_event.reading_id,
-                unit=domain_event.unit,
-                health=Health(domain_event.health),
-            ),
+        return publication_for(
+            KPIDefined, domain_event, position, definition, definition.key, epoch=epoch
         )
     raise TypeError(f"no integration event for {type(domain_event).__qualname__}")
-
-
-def integration_event(domain_event: Any, position: int, epoch: str = "") -> Envelope:
-    """The envelope the outbox publishes; the aggregate id (and Kafka key) is the KPI key."""
-    key, event_class, payload = published_form(domain_event)
-    return envelope_for(
-        event_class, domain_event, position, payload, key, epoch=epoch, trusted=True
-    )

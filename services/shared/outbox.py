@@ -377,12 +377,12 @@ class OutboxRelay:
         for start in reversed(starts) if newest_first else starts:
             page = self._stored_events(start, min(start + self._batch_size, upto))
             for position, domain_event in reversed(page) if newest_first else page:
-                envelope = self._translate(domain_event, position)
+                publication = self._translate(domain_event, position)
                 yield (
                     position,
                     None
-                    if envelope is None
-                    else outbox_checks.partition_of(envelope.key(), partitions),
+                    if publication is None
+                    else outbox_checks.partition_of(publication.key, partitions),
                 )
 
     def _prepare(self) -> tuple[int, list[tuple[int, Message]]]:

@@ -27,20 +27,17 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from contracts import (
-    ContractModel,
     Envelope,
     Health,
     KeyResultScored,
-    KeyResultScoredPayload,
     KPIRecorded,
-    KPIRecordedPayload,
     PaceStatus,
     parse_event,
 )
 from services.metrics.policy import parse_reading
 from services.shared import long_poll
 from services.shared.consumer import event_type_header
-from services.shared.integration_events import encode_messages, envelope_for
+from services.shared.integration_events import Publication, encode_messages, publication_for
 from services.shared.outbox import send_batches
 from services.shared.settings import Compression, Settings
 
@@ -52,52 +49,52 @@ FETCH = 2000
 Transform = Literal["record", "score", "decode"]
 
 
-def recorded(value: bytes | None, position: int) -> Envelope:
+def recorded(value: bytes | None, position: int) -> Publication:
     """What metrics publishes for a raw reading, without storing it."""
     reading = parse_reading(value)
-    payload = KPIRecordedPayload.model_construct(
-        kpi=reading.kpi,
-        value=reading.value,
-        observed_at=reading.observed_at,
-        source=reading.source,
-        reading_id=str(reading.reading_id),
-        unit=reading.unit,
-        health=Health.healthy,
-    )
-    return _envelope(KPIRecorded, reading.kpi, position, payload)
+    payload = {
+        "kpi": reading.kpi,
+        "value": reading.value,
+        "observed_at": reading.observed_at,
+        "source": reading.source,
+        "reading_id": str(reading.reading_id),
+        "unit": reading.unit,
+        "health": Health.healthy.value,
+    }
+    return _publication(KPIRecorded, reading.kpi, position, payload)
 
 
-def scored(value: bytes | None, event_type: str | None, position: int) -> Envelope:
+def scored(value: bytes | None, event_type: str | None, position: int) -> Publication:
     """What alignment publishes for a ``KPIRecorded``, without storing or scoring it."""
     event = parse_event(value or b"", event_type)
     assert isinstance(event, KPIRecorded)
-    payload = KeyResultScoredPayload.model_construct(
-        objective_id="ceiling",
-        key_result_id=event.payload.kpi,
-        score=0.5,
-        progress=0.5,
-        value=event.payload.value,
-        expected=0.5,
-        status=PaceStatus.on_track,
-        as_of=datetime.now(UTC),
-        lineage=[],
-    )
-    return _envelope(KeyResultScored, "ceiling", position, payload)
+    payload = {
+        "objective_id": "ceiling",
+        "key_result_id": event.payload.kpi,
+        "score": 0.5,
+        "progress": 0.5,
+        "value": event.payload.value,
+        "expected": 0.5,
+        "status": PaceStatus.on_track.value,
+        "as_of": datetime.now(UTC),
+        "lineage": [],
+    }
+    return _publication(KeyResultScored, "ceiling", position, payload)
 
 
 @dataclass(frozen=True)
 class _Stored:
-    """What the relay's ``envelope_for`` reads of a stored event; a ceiling stores nothing."""
+    """What the relay's ``publication_for`` reads of a stored event; a ceiling stores nothing."""
 
     originator_version: int
     timestamp: datetime
 
 
-def _envelope(
-    event_class: type[Envelope], aggregate_id: str, position: int, payload: ContractModel
-) -> Envelope:
+def _publication(
+    event_class: type[Envelope], aggregate_id: str, position: int, payload: dict[str, Any]
+) -> Publication:
     stored = _Stored(originator_version=position, timestamp=datetime.now(UTC))
-    return envelope_for(event_class, stored, position, payload, aggregate_id, trusted=True)
+    return publication_for(event_class, stored, position, payload, aggregate_id, trusted=True)
 
 
 async def _run_stage(

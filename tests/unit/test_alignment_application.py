@@ -50,6 +50,7 @@ from services.alignment.publishing import integration_event
 from services.shared.consumer import UnitOfWork
 from services.shared.settings import Settings
 from services.shared.store import store_environment
+from tests.support import sent_envelope
 
 #: The instant the batches are applied at (early in 2026: about 16% of the year elapsed).
 NOW = datetime(2026, 3, 2, tzinfo=UTC)
@@ -289,8 +290,8 @@ def evaluated(recordings: Sequence[Recording[UUID]]) -> Counter[str]:
 
 
 def published(recordings: Sequence[Recording[UUID]]) -> list[Envelope]:
-    envelopes = [integration_event(r.domain_event, r.notification.id) for r in recordings]
-    return [envelope for envelope in envelopes if envelope is not None]
+    publications = [integration_event(r.domain_event, r.notification.id) for r in recordings]
+    return [sent_envelope(p) for p in publications if p is not None]
 
 
 def gap_ids(service: Alignment) -> set[str]:

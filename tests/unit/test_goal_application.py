@@ -28,6 +28,7 @@ from services.goal.publishing import integration_event
 from services.shared.errors import Conflict, NotFound, RuleViolation
 from services.shared.settings import Settings
 from services.shared.store import store_environment
+from tests.support import sent_envelope
 
 # -- fixtures and builders --------------------------------------------------------------------
 
@@ -570,7 +571,10 @@ def test_restart_rebuilds_objectives_check_ins_and_catalogue_from_the_log(
 
 def published(app: GoalApplication) -> list[tuple[int, Any]]:
     notifications = app.recorder.select_notifications(1, 1000)
-    return [(n.id, integration_event(app.mapper.to_domain_event(n), n.id)) for n in notifications]
+    publications = [
+        (n.id, integration_event(app.mapper.to_domain_event(n), n.id)) for n in notifications
+    ]
+    return [(p, None if e is None else sent_envelope(e)) for p, e in publications]
 
 
 def test_integration_events_map_each_stored_event_to_its_contract(

@@ -35,6 +35,7 @@ from services.metrics.telemetry import KPICollector
 from services.shared.errors import NotFound, RuleViolation
 from services.shared.settings import Settings
 from services.shared.store import store_environment
+from tests.support import sent_envelope
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 NPS = "net_promoter_score"
@@ -697,7 +698,10 @@ def test_parse_reading_refuses_json_that_is_not_an_object() -> None:
 
 def published(app: MetricsApplication) -> list[tuple[int, Envelope]]:
     notifications = app.recorder.select_notifications(1, 1000)
-    return [(n.id, integration_event(app.mapper.to_domain_event(n), n.id)) for n in notifications]
+    return [
+        (n.id, sent_envelope(integration_event(app.mapper.to_domain_event(n), n.id)))
+        for n in notifications
+    ]
 
 
 def populate(app: MetricsApplication) -> None:

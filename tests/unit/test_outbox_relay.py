@@ -20,9 +20,9 @@ from eventsourcing.persistence import Tracking
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from contracts import Envelope
+from contracts import ObjectiveSet
 from services.shared import outbox, outbox_checks
-from services.shared.integration_events import Message, encode_messages
+from services.shared.integration_events import Message, Publication, encode_messages
 from services.shared.outbox import OutboxRelay, send_batches
 from services.shared.outbox_checks import (
     ExpectedTails,
@@ -97,16 +97,6 @@ class Acknowledged:
     offset: int
 
 
-@dataclass
-class Keyed:
-    """Stands for an integration event: the tail check needs its key only."""
-
-    aggregate_id: str
-
-    def key(self) -> bytes:
-        return self.aggregate_id.encode()
-
-
 def stored_log(
     tmp_path: Path, placement: list[int | None], translated: list[int] | None = None
 ) -> OutboxRelay:
@@ -116,11 +106,14 @@ def stored_log(
     application = ServiceApplication(env=store_environment(Settings(data_dir=tmp_path)))
     saved_events(application, len(placement))
 
-    def translate(event: Any, position: int, epoch: str = "") -> Envelope | None:
+    def translate(event: Any, position: int, epoch: str = "") -> Publication | None:
         if translated is not None:
             translated.append(position)
         partition = placement[position - 1]
-        return None if partition is None else cast(Envelope, Keyed(KEYS[partition]))
+        if partition is None:
+            return None
+        # The tail check reads a publication's key only.
+        return Publication(ObjectiveSet, KEYS[partition].encode(), b"{}")
 
     return OutboxRelay(application, "goal.events", translate, {}, batch_size=2)
 
@@ -383,7 +376,9 @@ async def test_a_cancellation_that_is_not_the_relays_fails_one_round_only(
 
 def test_each_message_has_headers_of_its_own_that_aiokafka_takes() -> None:
     event = EXAMPLES["KPIRecorded"]
-    [(_, _, first), (_, _, second)] = encode_messages([(1, event), (2, event)], lambda e, *_: e)
+    [(_, _, first), (_, _, second)] = encode_messages(
+        [(1, event), (2, event)], lambda e, *_: Publication(type(e), e.key(), e.to_json())
+    )
     assert (
         first
         == second
