@@ -10,7 +10,7 @@ import contextvars
 import gc
 import logging
 import time
-from collections.abc import Callable, Collection, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Collection, Coroutine, Sequence
 from typing import Annotated, Any, TypeVar
 
 from aiokafka import TopicPartition
@@ -52,6 +52,24 @@ def report_lag(consumer: Any, records: Sequence[Any]) -> None:
         if highwater is not None:
             CONSUMER_LAG.labels(topic, str(partition)).set(max(highwater - record.offset - 1, 0))
         CONSUMER_LAG_SECONDS.labels(topic).set(max(time.time() - record.timestamp / 1000, 0.0))
+
+
+BatchParser = Callable[[tuple[Any, ...]], Awaitable[StreamMessage[Any]]]
+
+
+async def _batch_parsed_by_its_first_record(
+    records: tuple[Any, ...], parse_batch: BatchParser
+) -> StreamMessage[Any]:
+    """FastStream's message of a polled batch, its own parser run on the first record only.
+
+    That parser makes a dict of every record's headers, which our handlers never read (they
+    take the raw records and their ``event_type`` header); for a consumer skipping most of a
+    topic it was a fifth of its CPU. The message still holds the whole batch, as FastStream's
+    acknowledgement (the rewind of each partition) and its metrics read it."""
+    message = await parse_batch(records[:1])
+    message.raw_message = records
+    message.body = [record.value or b"" for record in records]
+    return message
 
 
 async def _raw_body(message: StreamMessage[Any]) -> Any:
@@ -210,6 +228,7 @@ class ServiceRuntime:
             # Acknowledged here, in handle: committed after it returns, rewound when it
             # raises, as NACK_ON_ERROR would, but the commit outside the batch's context.
             ack_policy=AckPolicy.MANUAL,
+            parser=_batch_parsed_by_its_first_record,
             decoder=_raw_body,
         )
         async def handle(body: Any, message: KafkaMessage) -> None:
