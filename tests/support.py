@@ -82,6 +82,8 @@ class ServiceProcess:
     process: subprocess.Popen[bytes] | None = None
     #: More environment for the process (kept across restarts).
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: The checkout whose code runs (another one's, to compare two versions in one run).
+    root: Path = ROOT
 
     @property
     def url(self) -> str:
@@ -112,7 +114,7 @@ class ServiceProcess:
         log = (self.data_dir.parent / f"{self.name}-{self.port}.log").open("ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", f"services.{self.name}"],
-            cwd=ROOT,
+            cwd=self.root,
             env=env,
             stdout=log,
             stderr=subprocess.STDOUT,
