@@ -167,8 +167,9 @@ def _parse_current(message: bytes, model: type[Envelope]) -> Envelope | None:
         return None
     if event.position > MAX_POSITION or event.aggregate_version > MAX_POSITION:
         return None
-    # An instant can overflow only in year 1 or 9999, written so or hidden by an escape.
-    if b"0001-" in message or b"9999-" in message or b"\\u" in message:
+    # An instant can overflow only in year 1 or 9999, written so or hidden by an escape (a
+    # backslash is looked for, not ``\\u``: one byte is found several times faster).
+    if b"\\" in message or b"0001-" in message or b"9999-" in message:
         _check_instants(event, "")
     return event
 

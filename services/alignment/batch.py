@@ -7,10 +7,10 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
 
 from services.alignment.application import AlignmentApplication
 from services.alignment.domain import KPITrack, ObjectiveTrack
+from services.alignment.evaluation import Citable
 from services.alignment.scoring import ReadingRef
 from services.shared.consumer import UnitOfWork
 
@@ -36,9 +36,7 @@ class Batch:
     #: (objective id, key result id) to evaluate; an empty key result id: the objective.
     dirty: set[tuple[str, str]] = field(default_factory=set)
     #: What the next evaluation of a key result cites, by (objective id, key result id).
-    lineage: dict[tuple[str, str], list[dict[str, Any]]] = field(
-        default_factory=lambda: defaultdict(list)
-    )
+    lineage: dict[tuple[str, str], list[Citable]] = field(default_factory=lambda: defaultdict(list))
     tracks: dict[str, ObjectiveTrack] = field(default_factory=dict)
     kpis: dict[str, KPITrack] = field(default_factory=dict)
     #: KPI key -> objectives (re)defined in this batch that link it (the application's index

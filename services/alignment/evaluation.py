@@ -5,7 +5,8 @@ graded. The arithmetic underneath is in ``scoring``; the policy decides what to 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import itertools
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -142,16 +143,23 @@ def check_in_citation(position: int) -> dict[str, Any]:
     return {"producer": "goal", "position": position, "event_type": "KeyResultCheckedIn"}
 
 
-def cite(cited: list[dict[str, Any]], reference: ReadingRef) -> None:
-    """Cite a reading in the lineage of a key result's next evaluation. Only the first
+#: What a key result's next evaluation may cite: a reading, made a citation only if the
+#: evaluation cites it (latest, min and max cite only the reading that gives the value), or a
+#: check-in's citation.
+Citable = ReadingRef | dict[str, Any]
+
+
+def cite(cited: list[Citable], references: Iterable[ReadingRef]) -> None:
+    """Cite readings in the lineage of a key result's next evaluation. Only the first
     ``MAX_LINEAGE`` are ever cited, so no more are kept: a rebuild backfills every key
     result at once, each over its whole history."""
-    if len(cited) < MAX_LINEAGE:
-        cited.append(reading_citation(reference))
+    room = MAX_LINEAGE - len(cited)
+    if room > 0:
+        cited.extend(itertools.islice(references, room))
 
 
 def lineage_of(
-    key_result: KeyResultDefinition, stats: WindowStats | None, cited: list[dict[str, Any]]
+    key_result: KeyResultDefinition, stats: WindowStats | None, cited: Sequence[Citable]
 ) -> list[dict[str, Any]]:
     """What an evaluation cites: for latest, min and max the one reading that gives the
     value; otherwise what this evaluation folded in (readings, check-ins), the first
@@ -160,7 +168,10 @@ def lineage_of(
         determining = stats.determining(key_result.aggregation or Aggregation.latest)
         if determining is not None:
             return [reading_citation(determining)]
-    return cited[:MAX_LINEAGE]
+    return [
+        reading_citation(item) if isinstance(item, ReadingRef) else item
+        for item in cited[:MAX_LINEAGE]
+    ]
 
 
 def evaluate_key_result(

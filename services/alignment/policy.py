@@ -42,6 +42,7 @@ from services.alignment.evaluation import (
     lineage_of,
     measured_progress,
     objective_status_moved,
+    recorded_in_time,
     rollup_progress,
 )
 from services.alignment.gaps import (
@@ -52,7 +53,7 @@ from services.alignment.gaps import (
     kpi_facts,
     objective_facts,
 )
-from services.alignment.scoring import ReadingRef, WindowStats
+from services.alignment.scoring import ReadingRef, WindowStats, period_bounds
 from services.shared.consumer import UnitOfWork
 
 
@@ -76,7 +77,21 @@ class AlignmentPolicy:
 
     def apply(self, event: Envelope, unit: UnitOfWork) -> None:
         batch = Batch.of(unit, self.application)
-        if isinstance(event, ObjectiveSet):
+        # Readings first: nearly every event is one.
+        if isinstance(event, KPIRecorded):
+            reading = event.payload
+            reference = ReadingRef(
+                reading.reading_id,
+                reading.value,
+                reading.observed_at,
+                event.position,
+                reading.source,
+            )
+            batch.readings[reading.kpi].append((reference, reading.health.value, event.occurred_at))
+            batch.arrived[reading.kpi] = max(
+                event.occurred_at, batch.arrived.get(reading.kpi, event.occurred_at)
+            )
+        elif isinstance(event, ObjectiveSet):
             definition = event.payload
             track = batch.track(definition.id)
             if track is None:
@@ -109,19 +124,6 @@ class AlignmentPolicy:
             batch.lineage[checked].append(check_in_citation(event.position))
         elif isinstance(event, KPIDefined):
             batch.kpi(event.payload.key).redefine(event.payload.model_dump(mode="json"))
-        elif isinstance(event, KPIRecorded):
-            reading = event.payload
-            reference = ReadingRef(
-                reading.reading_id,
-                reading.value,
-                reading.observed_at,
-                event.position,
-                reading.source,
-            )
-            batch.readings[reading.kpi].append((reference, reading.health.value, event.occurred_at))
-            batch.arrived[reading.kpi] = max(
-                event.occurred_at, batch.arrived.get(reading.kpi, event.occurred_at)
-            )
         else:
             raise TypeError(f"the alignment service does not consume {event.event_type}")
 
@@ -151,17 +153,16 @@ class AlignmentPolicy:
         for key_result in track.definition.key_results:
             if key_result.kind is not KeyResultKind.kpi or not key_result.kpi:
                 continue
+            counted = [
+                reference
+                for stored in self.application.events.get(batch.kpi(key_result.kpi).id)
+                if isinstance(stored, KPITrack.ReadingsApplied)
+                for reference, recorded_at in stored.references()
+                if counts_for(track, reference.observed_at, recorded_at, applied_before=True)
+            ]
             stats = WindowStats()
-            cited = batch.lineage[(objective_id, key_result.id)]
-            kpi = batch.kpi(key_result.kpi)
-            for stored in self.application.events.get(kpi.id):
-                if isinstance(stored, KPITrack.ReadingsApplied):
-                    for reference, recorded_at in stored.references():
-                        if counts_for(
-                            track, reference.observed_at, recorded_at, applied_before=True
-                        ):
-                            stats.add(reference)
-                            cite(cited, reference)
+            stats.extend(counted)
+            cite(batch.lineage[(objective_id, key_result.id)], counted)
             track.stats[key_result.id] = stats
 
     def _fold_readings(self, batch: Batch, key: str, readings: list[BatchReading]) -> None:
@@ -181,15 +182,25 @@ class AlignmentPolicy:
             batch.arrived[key],
         )
         for track in batch.linked(key):
+            period = track.definition.period
+            begins, ends = period_bounds(period.start, period.end)
             for key_result in track.definition.key_results:
                 if key_result.kind is not KeyResultKind.kpi or key_result.kpi != key:
                     continue
-                stats = track.stats.setdefault(key_result.id, WindowStats())
-                for reference, _, recorded_at in readings:
-                    if counts_for(track, reference.observed_at, recorded_at, applied_before=False):
-                        stats.add(reference)
-                        batch.dirty.add((track.objective_id, key_result.id))
-                        cite(batch.lineage[(track.objective_id, key_result.id)], reference)
+                # ``counts_for``, with the period's bounds worked out once for the batch.
+                counted = [
+                    reference
+                    for reference, _, recorded_at in readings
+                    if begins <= reference.observed_at < ends
+                    and recorded_in_time(
+                        track.active, track.archived_at, recorded_at, applied_before=False
+                    )
+                ]
+                if counted:
+                    track.stats.setdefault(key_result.id, WindowStats()).extend(counted)
+                    checked = (track.objective_id, key_result.id)
+                    batch.dirty.add(checked)
+                    cite(batch.lineage[checked], counted)
 
     def _evaluate(self, batch: Batch, now: datetime) -> None:
         """Evaluate every key result whose inputs changed and their objectives, deepest in the

@@ -154,23 +154,30 @@ class WindowStats:
         }
 
     def add(self, reading: ReadingRef) -> None:
-        self.count += 1
-        add_exactly(self.partials, reading.value)
-        if self.low is None or (reading.value, reading.reading_id) < (
-            self.low.value,
-            self.low.reading_id,
-        ):
-            self.low = reading
-        if self.high is None or (reading.value, reading.reading_id) > (
-            self.high.value,
-            self.high.reading_id,
-        ):
-            self.high = reading
-        if self.latest is None or (reading.observed_at, reading.reading_id) > (
-            self.latest.observed_at,
-            self.latest.reading_id,
-        ):
-            self.latest = reading
+        self.extend((reading,))
+
+    def extend(self, readings: Iterable[ReadingRef]) -> None:
+        """Fold in each reading. What they are compared to is held in locals: a batch folds
+        many readings of one KPI at a time."""
+        partials = self.partials
+        low, high, latest = self.low, self.high, self.latest
+        count = self.count
+        for reading in readings:
+            count += 1
+            add_exactly(partials, reading.value)
+            if low is None or (reading.value, reading.reading_id) < (low.value, low.reading_id):
+                low = reading
+            if high is None or (reading.value, reading.reading_id) > (
+                high.value,
+                high.reading_id,
+            ):
+                high = reading
+            if latest is None or (reading.observed_at, reading.reading_id) > (
+                latest.observed_at,
+                latest.reading_id,
+            ):
+                latest = reading
+        self.count, self.low, self.high, self.latest = count, low, high, latest
 
     def value(self, aggregation: Aggregation) -> float | None:
         """The aggregated value; None when no reading fell in the window (except count: 0)."""

@@ -196,31 +196,40 @@ class TrackedConsumer:
                 log.info("write conflict while applying a batch; retrying")
         raise AssertionError("unreachable")
 
-    def _fresh(self, parsed: list[tuple[ConsumedRecord, Envelope]]) -> list[tuple[Any, Envelope]]:
-        """The events of the batch not applied before (nor earlier in the same batch)."""
+    def _fresh(
+        self, parsed: list[tuple[ConsumedRecord, Envelope]]
+    ) -> list[tuple[Any, Envelope, Tracking]]:
+        """The events of the batch not applied before (nor earlier in the same batch), each
+        with the tracking record that will say it was applied."""
         by_origin: dict[str, list[int]] = {}
+        origins = []
         for _, event in parsed:
-            by_origin.setdefault(event.origin, []).append(event.position)
+            origin = event.origin
+            origins.append(origin)
+            by_origin.setdefault(origin, []).append(event.position)
         tracked = {
             (origin, position)
             for origin, positions in by_origin.items()
             for position in self._application.tracking_recorder.select_tracked(origin, positions)
         }
         fresh = []
-        for record, event in parsed:
-            key = (event.origin, event.position)
+        for (record, event), origin in zip(parsed, origins, strict=True):
+            key = (origin, event.position)
             if key not in tracked:
                 tracked.add(key)
-                fresh.append((record, event))
+                fresh.append((record, event, Tracking(origin, event.position)))
         return fresh
 
     def _applied(
-        self, fresh: list[tuple[Any, Envelope]], unit: UnitOfWork, refused: dict[int, Refused]
+        self,
+        fresh: list[tuple[Any, Envelope, Tracking]],
+        unit: UnitOfWork,
+        refused: dict[int, Refused],
     ) -> bool:
         """Apply the events not refused yet to ``unit``; False when the policy refused one
         (added to ``refused``): partial changes may sit in the unit, so the batch starts over
         without it."""
-        for index, (record, event) in enumerate(fresh):
+        for index, (record, event, _) in enumerate(fresh):
             if index in refused:
                 continue
             try:
@@ -237,14 +246,14 @@ class TrackedConsumer:
             with UnitOfWork(self._application) as unit:
                 if self._applied(fresh, unit, refused):
                     self._policy.finish(unit)
-                    trackings = [Tracking(event.origin, event.position) for _, event in fresh]
+                    trackings = [tracking for _, _, tracking in fresh]
                     self._application.record_batch(unit.processing_event(), trackings)
                     break
         refused_records = {id(item.record) for item in refused.values()}
-        count(r for r, _ in fresh if id(r) not in refused_records)("applied")
-        fresh_records = {id(r) for r, _ in fresh}
+        count(r for r, _, _ in fresh if id(r) not in refused_records)("applied")
+        fresh_records = {id(r) for r, _, _ in fresh}
         count(r for r, _ in parsed if id(r) not in fresh_records)("duplicate")
-        latest = {record.topic: event.occurred_at for record, event in fresh}
+        latest = {record.topic: event.occurred_at for record, event, _ in fresh}
         for topic, occurred_at in latest.items():
             LAST_PROCESSED.labels(topic).set(occurred_at.timestamp())
         return list(refused.values())

@@ -23,6 +23,7 @@ from contracts import (
 from services.alignment import evaluation as rules
 from services.alignment.domain import ObjectiveTrack
 from services.alignment.evaluation import (
+    Citable,
     check_in_citation,
     cite,
     counts_for,
@@ -272,12 +273,13 @@ def test_latest_min_and_max_cite_the_one_reading_that_gives_the_value() -> None:
 def test_sums_cite_what_the_evaluation_folded_in_and_check_ins_their_position() -> None:
     total = kr("kr", KeyResultKind.kpi, kpi="k", aggregation=Aggregation.sum, baseline=0, target=10)
     stats = WindowStats()
-    cited: list[dict[str, object]] = []
+    cited: list[Citable] = []
     for n in range(3):
         stats.add(reading(f"r{n}", 1.0, NOW, n + 1))
-        cite(cited, reading(f"r{n}", 1.0, NOW, n + 1))
-    assert [c["reading_id"] for c in lineage_of(total, stats, list(cited))] == ["r0", "r1", "r2"]
-    assert cited[0] == {
+        cite(cited, [reading(f"r{n}", 1.0, NOW, n + 1)])
+    lineage = lineage_of(total, stats, cited)
+    assert [c["reading_id"] for c in lineage] == ["r0", "r1", "r2"]
+    assert lineage[0] == {
         "producer": "metrics",
         "position": 1,
         "event_type": "KPIRecorded",
@@ -293,10 +295,11 @@ def test_sums_cite_what_the_evaluation_folded_in_and_check_ins_their_position() 
 
 def test_at_most_max_lineage_readings_are_cited(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(rules, "MAX_LINEAGE", 2)
-    cited: list[dict[str, object]] = []
-    for n in range(5):
-        cite(cited, reading(f"r{n}", 1.0, NOW, n + 1))
-    assert [c["reading_id"] for c in cited] == ["r0", "r1"]
+    cited: list[Citable] = []
+    cite(cited, [reading(f"r{n}", 1.0, NOW, n + 1) for n in range(3)])
+    cite(cited, [reading(f"r{n}", 1.0, NOW, n + 1) for n in range(3, 5)])
+    total = kr("kr", KeyResultKind.kpi, kpi="k", aggregation=Aggregation.sum, baseline=0, target=10)
+    assert [c["reading_id"] for c in lineage_of(total, None, cited)] == ["r0", "r1"]
     check_ins = [check_in_citation(n) for n in range(1, 5)]
     metric = kr("kr-nps", KeyResultKind.metric, baseline=30, target=45)
     assert lineage_of(metric, None, check_ins) == check_ins[:2]
